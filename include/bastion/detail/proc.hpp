@@ -1,0 +1,229 @@
+// bastion/detail/proc.hpp: the lightproc object (header + body), its state word, and wakers.
+//
+// Internal. Public entry points (spawn, run, join_handle, sleep_for, ...) are built on it.
+#pragma once
+
+#include <bastion/config.hpp>
+#include <bastion/detail/runnable.hpp>
+#include <bastion/lightproc/proc_stack.hpp>
+#include <bastion/lightproc/task.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <utility>
+
+namespace bastion::detail {
+
+class runtime_impl;
+class inline_driver;
+
+/// Something a waker can wake: a proc, a thread blocked in join(), a race cell.
+/// Each kind manages its own lifetime; a waker owns one reference to its target.
+struct wake_target {
+  /// Wakes the target and releases the waker's reference. Safe from any thread.
+  void (*wake_fn_)(wake_target*) noexcept = nullptr;
+  /// Releases the waker's reference without waking. Safe from any thread.
+  void (*drop_fn_)(wake_target*) noexcept = nullptr;
+};
+
+/// A one-shot, move-only permission to wake a target (Tokio's Waker, by value).
+/// Thread-safety: the waker itself is not shared; wake() may run on any thread.
+class waker {
+public:
+  waker() noexcept = default;
+  /// Adopts one reference the caller already took on t.
+  explicit waker(wake_target* t) noexcept
+      : t_(t) {}
+  waker(waker&& o) noexcept
+      : t_(std::exchange(o.t_, nullptr)) {}
+  waker& operator=(waker&& o) noexcept {
+    if (this != &o) {
+      reset();
+      t_ = std::exchange(o.t_, nullptr);
+    }
+    return *this;
+  }
+  waker(const waker&) = delete;
+  waker& operator=(const waker&) = delete;
+  ~waker() { reset(); }
+
+  /// Wakes the target once; the waker is empty afterwards. No-op when empty.
+  void wake() noexcept {
+    if (auto* t = std::exchange(t_, nullptr)) {
+      t->wake_fn_(t);
+    }
+  }
+  /// Drops the reference without waking.
+  void reset() noexcept {
+    if (auto* t = std::exchange(t_, nullptr)) {
+      t->drop_fn_(t);
+    }
+  }
+  [[nodiscard]] explicit operator bool() const noexcept { return t_ != nullptr; }
+
+private:
+  wake_target* t_ = nullptr;
+};
+
+/// The type-erased part of every lightproc: what the executor schedules, wakes and joins.
+///
+/// State word (state_), one atomic 64-bit value:
+///   bits 0..15 flags, bits 16..63 reference count (ref_one per reference).
+///   scheduled  — in exactly one run queue (or handed to an inline driver); set by whoever
+///                makes it runnable (spawn, wake, cancel) with a CAS from idle.
+///   running    — a worker (or run()'s thread) is polling it; set by the poller on
+///                scheduled -> running (acquire: sees resume_point_ written by the last poll).
+///   notified   — woken (or yield_now) while running: the poller reschedules it afterwards.
+///   complete   — the body ended or was destroyed; result published (release).
+///   closed     — with complete: it produced nothing (cancelled or rejected).
+///   rejected   — with closed: it never ran (spawned on a shut-down runtime).
+///   cancel_req — cancel() asked: the next poll destroys the body instead of resuming it.
+///   join_interest — a join handle exists.
+///   join_waiter   — join_waker_ holds a waker (written before the flag, release; read by
+///                   the completer after it sees the flag, acquire).
+/// References: the body holds one until it completes; the join handle one; each waker one.
+/// The object is deleted when the count reaches zero.
+/// Only the poller (the thread that owns `running`) touches the body and resume_point_.
+class proc_header
+    : public runnable
+    , public wake_target {
+public:
+  static constexpr std::uint64_t scheduled = 1U << 0;
+  static constexpr std::uint64_t running = 1U << 1;
+  static constexpr std::uint64_t notified = 1U << 2;
+  static constexpr std::uint64_t complete = 1U << 3;
+  static constexpr std::uint64_t closed = 1U << 4;
+  static constexpr std::uint64_t rejected = 1U << 5;
+  static constexpr std::uint64_t cancel_req = 1U << 6;
+  static constexpr std::uint64_t join_interest = 1U << 7;
+  static constexpr std::uint64_t join_waiter = 1U << 8;
+  static constexpr std::uint64_t ref_one = std::uint64_t{1} << 16;
+
+  proc_header(const proc_header&) = delete;
+  proc_header& operator=(const proc_header&) = delete;
+
+  /// The proc's stack (pid, user state, callbacks). Only the proc's own body and callbacks
+  /// may use it while it runs.
+  proc_stack& stack() noexcept { return stack_; }
+  /// The pid.
+  [[nodiscard]] std::uint64_t pid() const noexcept { return stack_.pid(); }
+
+  /// Takes a new reference and returns a waker for this proc.
+  waker make_waker() noexcept {
+    add_ref();
+    return waker{static_cast<wake_target*>(this)};
+  }
+  /// Records where the next poll resumes. Called by an awaiter's await_suspend, on the
+  /// polling thread, before it publishes a waker.
+  void set_resume_point(std::coroutine_handle<> h) noexcept { resume_point_ = h; }
+
+  void add_ref() noexcept { state_.fetch_add(ref_one, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (state_.fetch_sub(ref_one, std::memory_order_acq_rel) < 2 * ref_one) {
+      delete this;
+    }
+  }
+  /// Current state word (for join handles and tests).
+  [[nodiscard]] std::uint64_t load_state(
+      std::memory_order o = std::memory_order_acquire) const noexcept {
+    return state_.load(o);
+  }
+
+  // ---- executor entry points (implemented in src/lightproc/proc.cpp) ----
+  /// Polls once. @pre the caller took it from a queue (state has `scheduled`).
+  static void poll(runnable* r) noexcept;
+  /// Shutdown path: destroys the body and completes it as cancelled.
+  static void cancel_queued(runnable* r) noexcept;
+  /// Wakes it (schedules it unless running, scheduled or complete); consumes one reference.
+  static void wake_by_ref_release(wake_target* t) noexcept;
+  /// Drops one reference held by a waker.
+  static void drop_waker(wake_target* t) noexcept;
+  /// Requests cancellation (join_handle::cancel). Safe from any thread.
+  void request_cancel() noexcept;
+  /// Completes a proc that could not be submitted: closed + rejected; drops the body ref.
+  void reject() noexcept;
+  /// Registers `w` to be woken on completion. Returns false (and drops w) when the proc is
+  /// already complete. At most one waiter at a time.
+  bool register_join_waiter(waker w) noexcept;
+  /// Detaches the join handle: drops join_interest and the handle's reference.
+  void drop_join_handle() noexcept;
+  /// Marks that yield_now was awaited: the poller reschedules it at the back of a queue.
+  void request_yield() noexcept { state_.fetch_or(notified, std::memory_order_relaxed); }
+
+  runtime_impl* rt_ = nullptr;       ///< the runtime it belongs to (timers, blocking pool)
+  inline_driver* driver_ = nullptr;  ///< set for run()'s own proc: schedule goes there
+
+protected:
+  proc_header() noexcept {
+    run_fn_ = &poll;
+    cancel_fn_ = &cancel_queued;
+    wake_fn_ = &wake_by_ref_release;
+    drop_fn_ = &drop_waker;
+  }
+  virtual ~proc_header() = default;
+
+  /// Resumes the body where it stopped. Called with `running` held.
+  virtual void resume_body() noexcept { resume_point_.resume(); }
+  /// True when the body ran to its end.
+  [[nodiscard]] virtual bool body_done() const noexcept = 0;
+  /// The exception that escaped the body, if it ended by throwing.
+  [[nodiscard]] virtual std::exception_ptr body_exception() const noexcept = 0;
+  /// Destroys a body that did not end (cancellation): frames and their locals unwind.
+  virtual void destroy_body() noexcept = 0;
+
+  std::coroutine_handle<> resume_point_;
+
+private:
+  friend void complete_proc(proc_header*, std::uint64_t) noexcept;
+  friend void poll_proc(proc_header*) noexcept;
+
+  proc_stack stack_;
+  waker join_waker_;
+  bool started_ = false;
+  std::atomic<std::uint64_t> state_{0};
+
+  template <class T>
+  friend class proc_impl;
+  friend class proc_access;
+};
+
+/// A lightproc whose body is a task<T>: one allocation for the header, one for the frame.
+template <class T>
+class proc_impl final : public proc_header {
+public:
+  /// Takes the body and the stack; state starts scheduled with the body's reference and,
+  /// when `with_handle`, the join handle's reference.
+  proc_impl(task<T> body, proc_stack stack, bool with_handle) noexcept
+      : body_(std::move(body)) {
+    stack_ = std::move(stack);
+    stack_.assign_pid();
+    resume_point_ = body_.handle();
+    state_.store(
+        scheduled | (with_handle ? join_interest | 2 * ref_one : ref_one),
+        std::memory_order_relaxed);
+  }
+
+  /// Moves the value out or rethrows the body's exception. @pre complete and not closed.
+  decltype(auto) take_result() { return body_.handle().promise().take(); }
+
+private:
+  [[nodiscard]] bool body_done() const noexcept override { return body_.done(); }
+  [[nodiscard]] std::exception_ptr body_exception() const noexcept override {
+    return body_.handle().promise().exception();
+  }
+  void destroy_body() noexcept override { body_ = task<T>{}; }
+
+  task<T> body_;
+};
+
+/// The proc being polled on this thread, or null. Out of line: never cached across a
+/// suspension (a coroutine may resume on another thread).
+BASTION_NOINLINE proc_header* current_proc() noexcept;
+
+/// Makes `p` runnable: into the current worker's LIFO slot when `p` belongs to this
+/// worker's runtime (a wake), else into the injector, or to its inline driver.
+void schedule(proc_header* p, bool is_yield) noexcept;
+
+} // namespace bastion::detail

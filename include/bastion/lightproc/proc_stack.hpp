@@ -1,0 +1,120 @@
+// bastion/lightproc/proc_stack.hpp: proc_stack, the identity (pid), typed user state and
+// lifecycle callbacks that travel with every lightproc.
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <typeinfo>
+#include <utility>
+
+namespace bastion {
+
+/// The lifecycle a lightproc goes through, as seen from outside.
+enum class proc_state : std::uint8_t {
+  scheduled, ///< in a run queue, waiting for a worker
+  running,   ///< a worker is polling it
+  suspended, ///< waiting on something (a timer, a join, a message) to wake it
+  completed, ///< the body ended: a value, or an exception (then after_panic ran)
+  closed,    ///< cancelled or rejected: the body was destroyed without ending
+};
+
+/// Callbacks run by the executor around a proc's life. Each runs on the worker that polls
+/// the proc, at the moment named, and must not throw (an exception is caught and logged).
+struct proc_callbacks {
+  /// Before the first poll of the body.
+  std::function<void(std::uint64_t pid)> before_start;
+  /// After the body ended, whether with a value or an exception, before joiners are woken.
+  std::function<void(std::uint64_t pid)> after_complete;
+  /// Right when an exception escapes the body (not when someone joins), before
+  /// after_complete; receives the exception.
+  std::function<void(std::uint64_t pid, std::exception_ptr)> after_panic;
+};
+
+/// Thrown by proc_stack::state<T>() when the slot holds another type (or nothing).
+class bad_proc_state : public std::logic_error {
+public:
+  using std::logic_error::logic_error;
+};
+
+/// What travels with a proc: its pid, a type-checked user state slot and its callbacks.
+///
+/// Build one before spawning (`proc_stack{}.with_state(42).on_panic(...)`) and pass it to
+/// `bastion::spawn(task, stack)`. The pid is assigned at spawn. Inside a proc,
+/// `bastion::this_proc::stack()` gives access to it.
+/// Thread-safety: not synchronised; the proc's body and its callbacks run one at a time, so
+/// they may use it freely; other threads must not touch it while the proc lives.
+class proc_stack {
+public:
+  proc_stack() = default;
+
+  /// The unique 64-bit id of the proc; 0 before spawn. Pids are never reused in a process.
+  [[nodiscard]] std::uint64_t pid() const noexcept { return pid_; }
+
+  /// Stores a user value in the state slot, replacing what was there.
+  template <class T>
+  proc_stack& with_state(T value) {
+    state_ = std::move(value);
+    return *this;
+  }
+  /// The state as a T. Throws bad_proc_state naming both types when the slot holds
+  /// something else or is empty (the reference casts unchecked; we check).
+  template <class T>
+  [[nodiscard]] T& state() {
+    if (auto* p = std::any_cast<T>(&state_)) {
+      return *p;
+    }
+    throw bad_proc_state(
+        std::string("bastion::proc_stack::state: asked for ") + typeid(T).name()
+        + " but the slot holds " + (state_.has_value() ? state_.type().name() : "nothing"));
+  }
+  /// True when the slot holds a T.
+  template <class T>
+  [[nodiscard]] bool has_state() const noexcept {
+    return std::any_cast<T>(&state_) != nullptr;
+  }
+
+  /// Sets the before_start callback (see proc_callbacks).
+  proc_stack& before_start(std::function<void(std::uint64_t)> f) {
+    mutable_callbacks().before_start = std::move(f);
+    return *this;
+  }
+  /// Sets the after_complete callback (see proc_callbacks).
+  proc_stack& after_complete(std::function<void(std::uint64_t)> f) {
+    mutable_callbacks().after_complete = std::move(f);
+    return *this;
+  }
+  /// Sets the after_panic callback (see proc_callbacks).
+  proc_stack& after_panic(std::function<void(std::uint64_t, std::exception_ptr)> f) {
+    mutable_callbacks().after_panic = std::move(f);
+    return *this;
+  }
+
+  /// The callbacks, or null when none was set (the common, allocation-free case).
+  [[nodiscard]] const proc_callbacks* callbacks() const noexcept { return callbacks_.get(); }
+
+  /// Assigns a fresh pid. Called once by spawn. Safe from any thread.
+  void assign_pid() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    pid_ = next.fetch_add(1, std::memory_order_relaxed);
+  }
+
+private:
+  proc_callbacks& mutable_callbacks() {
+    if (!callbacks_) {
+      callbacks_ = std::make_unique<proc_callbacks>();
+    }
+    return *callbacks_;
+  }
+
+  std::uint64_t pid_ = 0;
+  std::any state_;
+  std::unique_ptr<proc_callbacks> callbacks_;
+};
+
+} // namespace bastion

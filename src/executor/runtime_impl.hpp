@@ -1,0 +1,173 @@
+// src/executor/runtime_impl.hpp: the executor's internals (workers, parking, timers).
+// Private to src/: no public header includes it.
+#pragma once
+
+#include <bastion/detail/blocking_pool.hpp>
+#include <bastion/detail/injector.hpp>
+#include <bastion/detail/local_queue.hpp>
+#include <bastion/detail/proc.hpp>
+#include <bastion/detail/timer_entry.hpp>
+#include <bastion/detail/timer_heap.hpp>
+#include <bastion/executor/runtime.hpp>
+#include <bastion/executor/runtime_config.hpp>
+#include <bastion/executor/stats.hpp>
+#include <bastion/executor/topology.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace bastion::detail {
+
+/// Puts one thread to sleep until unparked or a deadline passes.
+///
+/// state_: empty (0) -> parked (1) by the sleeper under mu_; -> notified (2) by unpark from
+/// any thread. A notification that arrives before park() makes the next park() return at
+/// once, so no wake-up is lost (Tokio's park/unpark token).
+class parker {
+public:
+  void park(std::optional<std::chrono::steady_clock::time_point> deadline);
+  void unpark();
+
+private:
+  static constexpr int empty = 0;
+  static constexpr int parked = 1;
+  static constexpr int notified = 2;
+  std::atomic<int> state_{empty};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+/// Relaxed single-writer counter: written only by its worker, read by stats().
+struct counter {
+  std::atomic<std::uint64_t> v{0};
+  void inc(std::uint64_t n = 1) noexcept {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+class runtime_impl;
+
+/// One executor worker: its run queue, LIFO slot, parker and counters.
+/// All fields but `queue` (stealable), `park` and the counters are owner-only.
+class worker {
+public:
+  worker(runtime_impl& rt, worker_placement place);
+
+  void main_loop();
+  /// Next task for this worker (LIFO slot, local queue, injector, timers), or null.
+  runnable* next_local_task();
+  /// Tries the other workers' queues, nearest first; null when nothing was stolen.
+  runnable* steal_work();
+  /// Polls `t` and the LIFO tasks it wakes (bounded).
+  void run_task(runnable* t);
+  void push_back(runnable* r);
+  void push_lifo(runnable* r);
+  /// Moves the LIFO occupant to the local queue (so thieves can reach it).
+  void flush_lifo();
+  /// Polls one available task without parking; false when none was found.
+  bool run_one_nested();
+
+  runtime_impl& rt_;
+  worker_placement place_;
+  local_queue<256> queue_;
+  runnable* lifo_ = nullptr;
+  unsigned lifo_streak_ = 0;
+  parker park_;
+  std::vector<std::size_t> victims_;
+  std::uint32_t rng_;
+  bool searching_ = false;
+  unsigned congested_ = 0;
+  std::uint64_t tick_ = 0;
+  bool pinned_ = false;
+  std::thread thread_;
+
+  counter polls_, lifo_hits_, steals_, stolen_tasks_, steal_contended_, injector_pulls_,
+      overflows_, parks_, timers_fired_;
+};
+
+/// The executor behind bastion::runtime.
+class runtime_impl {
+public:
+  runtime_impl(runtime& owner, runtime_config cfg);
+  ~runtime_impl();
+
+  void start();
+  void shutdown();
+  runtime_stats stats() const;
+
+  /// Queues `r` from outside the workers (or cancels it when shut down).
+  void inject(runnable* r) noexcept;
+  /// Wakes a parked worker if no worker is searching and one is parked (Tokio's
+  /// notify_parked). Safe from any thread.
+  void notify_parked() noexcept;
+
+  // ---- idle coordination (Tokio's idle.rs): at most half the workers search. ----
+  bool transition_to_searching() noexcept;
+  /// Returns true when the caller was the last searcher.
+  bool transition_from_searching() noexcept;
+  /// Registers `w` as parked; true when it was the last searcher.
+  bool transition_to_parked(std::size_t w, bool was_searching) noexcept;
+  /// After waking: true when the waker made it a searcher.
+  bool transition_from_parked(std::size_t w) noexcept;
+  /// True when any queue or the injector holds work.
+  bool has_pending_work() const noexcept;
+
+  // ---- timers ----
+  void timer_insert(timer_entry* e);
+  bool timer_remove(timer_entry* e) noexcept;
+  /// Fires every expired timer; returns how many.
+  std::size_t fire_timers(std::chrono::steady_clock::time_point now);
+  std::optional<std::chrono::steady_clock::time_point> next_deadline() const noexcept;
+
+  blocking_pool& blocking() { return *blocking_; }
+
+  runtime& owner_;
+  runtime_config cfg_;
+  std::vector<worker_placement> plan_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  injector injector_;
+  std::atomic<bool> shutdown_{false};
+  std::atomic<bool> stopped_{false};
+  std::mutex shutdown_mu_;
+  std::atomic<std::uint64_t> spawned_{0};
+
+  // idle_state_: low 16 bits = searching workers, high 16 bits = unparked workers.
+  // Read and written with seq_cst so that a producer's "push, then read state" and a
+  // worker's "publish parked, then re-check queues" cannot both miss each other.
+  std::atomic<std::uint32_t> idle_state_{0};
+  std::mutex sleepers_mu_;
+  std::vector<std::size_t> sleepers_; // parked workers, guarded by sleepers_mu_
+
+  // Timers: heap guarded by timer_mu_; next_deadline_ns_ mirrors its earliest deadline
+  // (INT64_MAX when none) for lock-free checks. At most one parked worker is the timer
+  // driver (driver_taken_): it sleeps until the earliest deadline; an insert that becomes
+  // the earliest unparks it (seq_cst pairs: insert stores next_deadline then reads
+  // driver_taken_; a driver stores driver_taken_ then re-reads next_deadline).
+  mutable std::mutex timer_mu_;
+  timer_heap timers_;
+  std::atomic<std::int64_t> next_deadline_ns_{INT64_MAX};
+  std::atomic<bool> driver_taken_{false};
+  std::atomic<std::size_t> driver_idx_{0};
+
+  std::unique_ptr<blocking_pool> blocking_;
+};
+
+/// The worker running on this thread, or null.
+BASTION_NOINLINE worker* current_worker() noexcept;
+/// Sets the current proc; returns the previous one.
+BASTION_NOINLINE proc_header* set_current_proc(proc_header* p) noexcept;
+/// The runtime whose worker or run() call is on this thread (or null); settable.
+BASTION_NOINLINE runtime_impl* current_runtime() noexcept;
+BASTION_NOINLINE runtime_impl* set_current_runtime(runtime_impl* rt) noexcept;
+/// Polls a proc (shared by workers and run()).
+void poll_proc(proc_header* p) noexcept;
+
+} // namespace bastion::detail

@@ -1,0 +1,306 @@
+// src/lightproc/proc.cpp: the lightproc state machine (poll, wake, cancel, join) and run().
+#include "../executor/runtime_impl.hpp"
+
+#include <bastion/detail/proc.hpp>
+#include <bastion/log.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+
+namespace bastion::detail {
+
+namespace {
+thread_local proc_header* tl_proc = nullptr;
+
+using h = proc_header;
+
+template <class F>
+void call_callback(const char* which, std::uint64_t pid, F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    logger().error("proc {}: {} callback threw: {}", pid, which, e.what());
+  } catch (...) {
+    logger().error("proc {}: {} callback threw a non-std exception", pid, which);
+  }
+}
+} // namespace
+
+proc_header* current_proc() noexcept { return tl_proc; }
+proc_header* set_current_proc(proc_header* p) noexcept {
+  proc_header* prev = tl_proc;
+  tl_proc = p;
+  return prev;
+}
+
+/// Publishes completion: clears running/scheduled/notified, sets complete (+ `extra`), wakes
+/// the joiner, drops the body's reference. Called by the poller only.
+void complete_proc(proc_header* p, std::uint64_t extra) noexcept {
+  auto s = p->state_.load(std::memory_order_relaxed);
+  std::uint64_t next = 0;
+  do {
+    next = (s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra;
+  } while (!p->state_.compare_exchange_weak(
+      s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+  if (s & h::join_waiter) {
+    p->join_waker_.wake();
+  }
+  p->release();
+}
+
+void poll_proc(proc_header* p) noexcept {
+  auto s = p->state_.load(std::memory_order_relaxed);
+  while (!p->state_.compare_exchange_weak(
+      s, (s & ~h::scheduled) | h::running, std::memory_order_acquire, std::memory_order_relaxed)) {
+  }
+  if (s & h::cancel_req) {
+    p->destroy_body();
+    complete_proc(p, h::closed);
+    return;
+  }
+  const auto* cb = p->stack_.callbacks();
+  if (!p->started_) {
+    p->started_ = true;
+    if (cb != nullptr && cb->before_start) {
+      call_callback("before_start", p->pid(), [&] { cb->before_start(p->pid()); });
+    }
+  }
+  proc_header* prev = set_current_proc(p);
+  p->resume_body();
+  set_current_proc(prev);
+
+  if (p->body_done()) {
+    if (cb != nullptr) {
+      if (auto e = p->body_exception(); e && cb->after_panic) {
+        call_callback("after_panic", p->pid(), [&] { cb->after_panic(p->pid(), e); });
+      }
+      if (cb->after_complete) {
+        call_callback("after_complete", p->pid(), [&] { cb->after_complete(p->pid()); });
+      }
+    }
+    complete_proc(p, 0);
+    return;
+  }
+  s = p->state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & h::cancel_req) {
+      p->destroy_body();
+      complete_proc(p, h::closed);
+      return;
+    }
+    if (s & h::notified) {
+      const auto next = (s & ~(h::running | h::notified)) | h::scheduled;
+      if (p->state_.compare_exchange_weak(
+              s, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        schedule(p, true);
+        return;
+      }
+      continue;
+    }
+    if (p->state_.compare_exchange_weak(
+            s, s & ~h::running, std::memory_order_release, std::memory_order_relaxed)) {
+      return;
+    }
+  }
+}
+
+void proc_header::poll(runnable* r) noexcept { poll_proc(static_cast<proc_header*>(r)); }
+
+void proc_header::cancel_queued(runnable* r) noexcept {
+  auto* p = static_cast<proc_header*>(r);
+  p->destroy_body();
+  complete_proc(p, closed);
+}
+
+void proc_header::wake_by_ref_release(wake_target* t) noexcept {
+  auto* p = static_cast<proc_header*>(t);
+  auto s = p->state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & (complete | scheduled)) {
+      break;
+    }
+    if (s & running) {
+      if (p->state_.compare_exchange_weak(
+              s, s | notified, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        break;
+      }
+      continue;
+    }
+    if (p->state_.compare_exchange_weak(
+            s, s | scheduled, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      schedule(p, false);
+      break;
+    }
+  }
+  p->release();
+}
+
+void proc_header::drop_waker(wake_target* t) noexcept { static_cast<proc_header*>(t)->release(); }
+
+void proc_header::request_cancel() noexcept {
+  auto s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & complete) {
+      return;
+    }
+    if (s & (running | scheduled)) {
+      if (state_.compare_exchange_weak(
+              s, s | cancel_req, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        return;
+      }
+      continue;
+    }
+    if (state_.compare_exchange_weak(
+            s, s | cancel_req | scheduled, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      schedule(this, false);
+      return;
+    }
+  }
+}
+
+void proc_header::reject() noexcept {
+  auto s = state_.load(std::memory_order_relaxed);
+  std::uint64_t next = 0;
+  do {
+    next = (s & ~(scheduled | running)) | complete | closed | rejected;
+  } while (!state_.compare_exchange_weak(
+      s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+  destroy_body();
+  if (s & join_waiter) {
+    join_waker_.wake();
+  }
+  release();
+}
+
+bool proc_header::register_join_waiter(waker w) noexcept {
+  auto s = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (s & complete) {
+      return false; // w dropped
+    }
+    if (!(s & join_waiter)) {
+      break;
+    }
+    // Replace an earlier registration: take it back first so the completer cannot race.
+    if (state_.compare_exchange_weak(
+            s, s & ~join_waiter, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      join_waker_.reset();
+      s &= ~join_waiter;
+    }
+  }
+  join_waker_ = std::move(w);
+  s = state_.fetch_or(join_waiter, std::memory_order_acq_rel);
+  if (s & complete) {
+    join_waker_.reset();
+    return false;
+  }
+  return true;
+}
+
+void proc_header::drop_join_handle() noexcept {
+  state_.fetch_and(~join_interest, std::memory_order_acq_rel);
+  release();
+}
+
+// ---------------------------------------------------------------- run() ----
+
+/// Where run()'s own proc goes when woken: a flag and a condition variable on the caller's
+/// thread.
+class inline_driver {
+public:
+  void notify() {
+    std::lock_guard lk(mu_);
+    ready_ = true;
+    cv_.notify_one();
+  }
+  /// Waits for a notification; true when one arrived (false after `timeout`).
+  bool wait(std::optional<std::chrono::milliseconds> timeout) {
+    std::unique_lock lk(mu_);
+    if (timeout) {
+      if (!cv_.wait_for(lk, *timeout, [&] { return ready_; })) {
+        return false;
+      }
+    } else {
+      cv_.wait(lk, [&] { return ready_; });
+    }
+    ready_ = false;
+    return true;
+  }
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool ready_ = false;
+};
+
+std::unique_ptr<inline_driver, void (*)(inline_driver*)> make_inline_driver() {
+  return {new inline_driver, [](inline_driver* d) { delete d; }};
+}
+
+void run_inline(proc_header* p, inline_driver& drv) {
+  runtime_impl* prev_rt = set_current_runtime(p->rt_);
+  worker* w = current_worker();
+  if (w != nullptr) {
+    w->flush_lifo(); // let thieves reach what this worker had queued
+  }
+  for (;;) {
+    poll_proc(p);
+    if (p->load_state() & proc_header::complete) {
+      break;
+    }
+    if (w == nullptr) {
+      drv.wait(std::nullopt);
+      continue;
+    }
+    // On a worker: keep its other tasks moving while this one waits (no deadlock).
+    for (;;) {
+      if (drv.wait(std::chrono::milliseconds(0))) {
+        break;
+      }
+      if (w->run_one_nested()) {
+        continue;
+      }
+      if (drv.wait(std::chrono::milliseconds(1))) {
+        break;
+      }
+    }
+  }
+  set_current_runtime(prev_rt);
+}
+
+void schedule(proc_header* p, bool is_yield) noexcept {
+  if (p->driver_ != nullptr) {
+    p->driver_->notify();
+    return;
+  }
+  runtime_impl* rt = p->rt_;
+  worker* w = current_worker();
+  if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
+    if (is_yield) {
+      w->push_back(p);
+    } else {
+      w->push_lifo(p);
+    }
+    return;
+  }
+  rt->inject(p);
+}
+
+void submit(runtime_impl* rt, proc_header* p) noexcept {
+  rt->spawned_.fetch_add(1, std::memory_order_relaxed);
+  worker* w = current_worker();
+  if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
+    w->push_back(p);
+    return;
+  }
+  if (!rt->injector_.push(p)) {
+    p->reject();
+    return;
+  }
+  rt->notify_parked();
+}
+
+} // namespace bastion::detail
