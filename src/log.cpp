@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <memory>
 
 namespace bastion {
@@ -25,6 +27,13 @@ spdlog::logger& logger() {
   return *instance;
 }
 
-void set_log_level(spdlog::level::level_enum level) { logger().set_level(level); }
+void set_log_level(std::string_view level) {
+  const std::string name(level);
+  const auto lvl = spdlog::level::from_str(name);
+  if (lvl == spdlog::level::off && name != "off") {
+    throw std::invalid_argument("bastion::set_log_level: unknown level '" + name + "'");
+  }
+  logger().set_level(lvl);
+}
 
 } // namespace bastion

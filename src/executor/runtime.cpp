@@ -8,6 +8,8 @@
 #include <bastion/executor/runtime.hpp>
 #include <bastion/log.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <pthread.h>
 
 #include <algorithm>

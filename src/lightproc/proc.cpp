@@ -4,6 +4,8 @@
 #include <bastion/detail/proc.hpp>
 #include <bastion/log.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <exception>
