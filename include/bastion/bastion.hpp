@@ -13,5 +13,6 @@
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/proc_stack.hpp>
 #include <bastion/lightproc/task.hpp>
+#include <bastion/lightproc/this_proc.hpp>
 #include <bastion/log.hpp>
 #include <bastion/version.hpp>

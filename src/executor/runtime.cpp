@@ -280,9 +280,12 @@ void worker::main_loop() {
     std::optional<std::chrono::steady_clock::time_point> until;
     bool driver = false;
     if (rt_.next_deadline_ns_.load(std::memory_order_seq_cst) != INT64_MAX) {
-      rt_.driver_idx_.store(me, std::memory_order_seq_cst);
-      driver = !rt_.driver_taken_.exchange(true, std::memory_order_seq_cst);
+      std::int64_t none = runtime_impl::no_driver;
+      driver = rt_.timer_driver_.compare_exchange_strong(
+          none, static_cast<std::int64_t>(me), std::memory_order_seq_cst);
       if (driver) {
+        // Re-read after publishing the role: an insert that raced with us either sees
+        // this worker as the driver (and unparks it) or is visible here.
         const auto ns = rt_.next_deadline_ns_.load(std::memory_order_seq_cst);
         if (ns != INT64_MAX) {
           until = from_ns(ns);
@@ -294,7 +297,7 @@ void worker::main_loop() {
       park_.park(until);
     }
     if (driver) {
-      rt_.driver_taken_.store(false, std::memory_order_seq_cst);
+      rt_.timer_driver_.store(runtime_impl::no_driver, std::memory_order_seq_cst);
     }
     searching_ = rt_.transition_from_parked(me);
   }
@@ -415,6 +418,9 @@ bool runtime_impl::transition_from_parked(std::size_t w) noexcept {
 }
 
 bool runtime_impl::has_pending_work() const noexcept {
+  // Pairs with the fence in notify_parked: a producer that pushed before our parked state
+  // was published is seen here, or it saw us parked and woke someone.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!injector_.empty()) {
     return true;
   }
@@ -439,8 +445,8 @@ void runtime_impl::timer_insert(timer_entry* e) {
   if (!earliest || shutdown_.load(std::memory_order_relaxed)) {
     return;
   }
-  if (driver_taken_.load(std::memory_order_seq_cst)) {
-    workers_[driver_idx_.load(std::memory_order_seq_cst)]->park_.unpark();
+  if (const auto d = timer_driver_.load(std::memory_order_seq_cst); d != no_driver) {
+    workers_[static_cast<std::size_t>(d)]->park_.unpark();
     return;
   }
   // No driver: wake any parked worker so one becomes the driver.
@@ -452,7 +458,8 @@ void runtime_impl::timer_insert(timer_entry* e) {
     }
     idx = sleepers_.back();
     sleepers_.pop_back();
-    idle_state_.fetch_add(unparked_one, std::memory_order_seq_cst);
+    // Counted as a searcher, like notify_parked: transition_from_parked will report it so.
+    idle_state_.fetch_add(unparked_one + searching_one, std::memory_order_seq_cst);
   }
   workers_[idx]->park_.unpark();
 }

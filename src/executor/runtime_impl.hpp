@@ -148,14 +148,14 @@ public:
 
   // Timers: heap guarded by timer_mu_; next_deadline_ns_ mirrors its earliest deadline
   // (INT64_MAX when none) for lock-free checks. At most one parked worker is the timer
-  // driver (driver_taken_): it sleeps until the earliest deadline; an insert that becomes
+  // driver (timer_driver_): it sleeps until the earliest deadline; an insert that becomes
   // the earliest unparks it (seq_cst pairs: insert stores next_deadline then reads
-  // driver_taken_; a driver stores driver_taken_ then re-reads next_deadline).
+  // timer_driver_; a driver CASes its index in, then re-reads next_deadline).
   mutable std::mutex timer_mu_;
   timer_heap timers_;
   std::atomic<std::int64_t> next_deadline_ns_{INT64_MAX};
-  std::atomic<bool> driver_taken_{false};
-  std::atomic<std::size_t> driver_idx_{0};
+  static constexpr std::int64_t no_driver = -1;
+  std::atomic<std::int64_t> timer_driver_{no_driver}; // index of the driver, or no_driver
 
   std::unique_ptr<blocking_pool> blocking_;
 };

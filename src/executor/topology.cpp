@@ -380,7 +380,7 @@ topology::steal_order(std::span<const worker_placement> plan, std::size_t worker
       keyed.emplace_back(key_of(v), v);
     }
   }
-  std::sort(keyed.begin(), keyed.end());
+  std::ranges::sort(keyed);
   std::vector<std::size_t> victims;
   victims.reserve(keyed.size());
   for (const auto& entry : keyed) {
