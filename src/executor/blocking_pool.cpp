@@ -14,6 +14,8 @@
 
 #if defined(__linux__)
 #  include <pthread.h>
+#  include <sched.h>
+#  include <unistd.h>
 #endif
 
 namespace bastion::detail {
@@ -27,12 +29,26 @@ void name_this_thread([[maybe_unused]] const char* name) noexcept {
 #endif
 }
 
+// A thread inherits its creator's CPU affinity. Pool threads are created by whoever
+// submits, often a worker pinned to one PU: without this, every blocking thread would crowd
+// that one PU. They take the process's (main thread's) affinity instead. Best effort.
+void unpin_this_thread() noexcept {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(::getpid(), sizeof set, &set) == 0) {
+    ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
+  }
+#endif
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
 // load_predictor
 
-load_predictor::load_predictor(std::size_t window) : alpha_(0.0) {
+load_predictor::load_predictor(std::size_t window)
+    : alpha_(0.0) {
   if (window == 0) {
     throw std::invalid_argument("load_predictor: window must be >= 1 sample");
   }
@@ -70,8 +86,8 @@ std::size_t load_predictor::threads_to_add(const load& now) const noexcept {
   const double rise = predicted() - previous_;
   if (rise > 0.0 && now.busy > 0) {
     const double ratio = previous_ > 0.0 ? std::min(1.0, rise / previous_) : 1.0;
-    const auto spares = static_cast<std::size_t>(std::floor(
-        static_cast<double>(now.busy) * ratio + 0.5));
+    const auto spares =
+        static_cast<std::size_t>(std::floor(static_cast<double>(now.busy) * ratio + 0.5));
     want = spares > now.idle ? spares - now.idle : 0;
   }
 
@@ -123,7 +139,9 @@ blocking_pool::blocking_pool(blocking_pool_config config)
   }
 }
 
-blocking_pool::~blocking_pool() { shutdown(); }
+blocking_pool::~blocking_pool() {
+  shutdown();
+}
 
 void blocking_pool::reserve_threads_locked(std::size_t n) noexcept {
   threads_ += n;
@@ -251,6 +269,7 @@ void blocking_pool::start_sampler() noexcept {
 
 void blocking_pool::worker_main(worker_slot* self) noexcept {
   name_this_thread("bastion-blk");
+  unpin_this_thread();
   std::unique_lock lock(mutex_);
   for (;;) {
     if (head_ != nullptr) {
@@ -319,6 +338,7 @@ void blocking_pool::worker_main(worker_slot* self) noexcept {
 
 void blocking_pool::sampler_main() noexcept {
   name_this_thread("bastion-blk-smp");
+  unpin_this_thread();
   using clock = std::chrono::steady_clock;
   const auto period = std::chrono::duration_cast<clock::duration>(config_.sample_period);
   std::uint64_t last_submitted = 0;
@@ -353,8 +373,8 @@ void blocking_pool::sampler_main() noexcept {
     last_submitted = submitted_;
     last_completed = completed_;
     predictor_.sample(arrivals);
-    predicted_rate_ = predictor_.predicted() * 1000.0
-                      / static_cast<double>(config_.sample_period.count());
+    predicted_rate_ =
+        predictor_.predicted() * 1000.0 / static_cast<double>(config_.sample_period.count());
 
     const std::size_t add = predictor_.threads_to_add(load_predictor::load{
         .threads = threads_,
@@ -441,8 +461,7 @@ std::size_t blocking_threads_from_env(std::size_t fallback) {
   const auto [stop, error] = std::from_chars(text.data(), end, value);
   if (text.empty() || error != std::errc{} || stop != end || value == 0) {
     throw std::invalid_argument(
-        "BASTION_BLOCKING_THREADS must be a positive integer, got \"" + std::string(text)
-        + "\"");
+        "BASTION_BLOCKING_THREADS must be a positive integer, got \"" + std::string(text) + "\"");
   }
   return value;
 }

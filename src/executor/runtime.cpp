@@ -327,8 +327,8 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
   idle_state_.store(static_cast<std::uint32_t>(n) * unparked_one, std::memory_order_relaxed);
 
   blocking_pool_config bcfg;
-  bcfg.max_threads = cfg_.blocking_threads().value_or(
-      blocking_threads_from_env(bcfg.max_threads));
+  bcfg.max_threads = cfg_.blocking_threads() ? *cfg_.blocking_threads()
+                                              : blocking_threads_from_env(bcfg.max_threads);
   bcfg.keep_alive = cfg_.blocking_keep_alive();
   blocking_ = std::make_unique<blocking_pool>(bcfg);
 

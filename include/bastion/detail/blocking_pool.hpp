@@ -17,12 +17,13 @@ namespace bastion::detail {
 /// Default cap on the blocking pool's threads when neither the runtime config nor
 /// BASTION_BLOCKING_THREADS names one.
 ///
-/// Why 448: the reference burst (2,000 jobs that each block 10 ms, submitted at once) finishes
-/// in about ceil(2000 / cap) x 10 ms plus the time to create the threads (20-80 us each here,
-/// serialised in the submitter). 448 threads give 5 rounds (~50 ms) plus a ~10-25 ms ramp that
-/// overlaps the first rounds, within 10% of a 512-thread pool in wall time while keeping the
-/// process 64 threads smaller; below ~400 the sixth round starts to show. Stays under Tokio's
-/// 512 so a bastion process peaks at fewer OS threads under the same burst.
+/// Why 448 (measured on a 2-core Debian 12 box): a burst of n jobs that each block d ms takes
+/// about ceil(n / cap) * d plus the time to create the threads, which the submitter does one
+/// by one (~14 us each, ~28 us with both cores busy). For the reference burst (2,000 x 10 ms
+/// beside 100k small CPU procs on 2 workers, bench blocking_mix, workers unpinned) the median
+/// was 53 ms / 517 OS threads with a cap of 512, 55 ms / 453 with 448, 62 ms / 389 with 384:
+/// below ~400 a sixth 10 ms round appears. 448 keeps five rounds plus room for the creation
+/// ramp, within ~5% of a 512-thread pool (Tokio's default) while 64 threads smaller.
 inline constexpr std::size_t default_blocking_threads = 448;
 
 /// Intrusive job node: the submitter allocates it (e.g. inside its shared state) and keeps it
@@ -95,11 +96,11 @@ class load_predictor {
 public:
   /// What the pool looked like at the end of a sample period.
   struct load {
-    std::size_t threads = 0;    ///< live worker threads
-    std::size_t idle = 0;       ///< of which waiting for a job
-    std::size_t busy = 0;       ///< of which running a job
-    std::size_t queued = 0;     ///< jobs waiting for a thread
-    std::size_t cap = 0;        ///< max_threads
+    std::size_t threads = 0;     ///< live worker threads
+    std::size_t idle = 0;        ///< of which waiting for a job
+    std::size_t busy = 0;        ///< of which running a job
+    std::size_t queued = 0;      ///< jobs waiting for a thread
+    std::size_t cap = 0;         ///< max_threads
     std::uint64_t completed = 0; ///< jobs completed during the period
   };
 
@@ -120,9 +121,9 @@ public:
   [[nodiscard]] double predicted() const noexcept;
 
 private:
-  double alpha_;         // 2 / (window + 1)
-  double average_ = 0;   // e_k
-  double previous_ = 0;  // e_{k-1}
+  double alpha_;        // 2 / (window + 1)
+  double average_ = 0;  // e_k
+  double previous_ = 0; // e_{k-1}
 };
 
 /// Adaptive pool of OS threads that runs blocking jobs (file I/O, blocking syscalls, CPU-heavy

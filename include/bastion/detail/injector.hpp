@@ -10,7 +10,6 @@
 #include <cassert>
 #include <cstddef>
 #include <mutex>
-#include <utility>
 
 namespace bastion::detail {
 

@@ -281,7 +281,8 @@ public:
 
   /// Pops every runnable and calls `f(runnable*)` on each, oldest first (at shutdown,
   /// typically `runnable::cancel`).
-  /// Thread-safety: owner only. Complexity: O(n).
+  /// Thread-safety: owner only, or any one thread once the owner has stopped (e.g. after
+  /// joining it: the join orders the owner's last writes before the drain). Complexity: O(n).
   template <class F>
   void drain(F&& f) {
     while (runnable* r = pop()) {

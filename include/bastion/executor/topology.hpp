@@ -157,7 +157,9 @@ public:
   /// Errors: throws std::invalid_argument naming "placement" when its PU is not in this
   ///   topology (pu_logical out of range or pu_os not matching); never throws for OS errors.
   /// Thread-safety: safe from any thread; affects only the calling thread.
-  bool pin_current_thread(const worker_placement& placement) const;
+  /// [[nodiscard]]: a worker that runs unpinned should at least say so (log, or cast to void
+  /// where running anywhere is acceptable).
+  [[nodiscard]] bool pin_current_thread(const worker_placement& placement) const;
 
   /// One line for logs, e.g. "1 package, 1 NUMA node, 2 cores, 2 PUs"; topologies that are
   /// not this machine add their origin, e.g. " (synthetic: numa:4 core:2 pu:1)".
