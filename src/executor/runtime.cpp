@@ -167,26 +167,12 @@ runnable* worker::next_local_task() {
     return r;
   }
   // Pull a fair share of the injector into the local queue at once.
-  const auto n = rt_.injector_.fair_share(rt_.workers_.size(), 128);
-  auto b = rt_.injector_.pop_batch(n);
-  if (b.first == nullptr) {
-    return nullptr;
+  const auto got = queue_.refill_from(
+      rt_.injector_, rt_.injector_.fair_share(rt_.workers_.size(), decltype(queue_)::capacity / 2));
+  if (got.task != nullptr) {
+    injector_pulls_.inc(got.pulled);
   }
-  runnable* first = b.first;
-  runnable* r = first->next_;
-  first->next_ = nullptr;
-  std::uint64_t pulled = 1;
-  while (r != nullptr) {
-    runnable* nx = r->next_;
-    r->next_ = nullptr;
-    if (!queue_.push_back(r)) {
-      queue_.push_back_or_overflow(r, rt_.injector_);
-    }
-    r = nx;
-    ++pulled;
-  }
-  injector_pulls_.inc(pulled);
-  return first;
+  return got.task;
 }
 
 runnable* worker::steal_work() {
