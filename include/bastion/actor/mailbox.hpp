@@ -1,0 +1,234 @@
+// bastion/actor/mailbox.hpp: bastion::mailbox, an actor's lock-free MPSC message queue with an
+// optional bound and overflow policy, awaitable on both ends.
+#pragma once
+
+#include <bastion/actor/dead_letters.hpp>
+#include <bastion/actor/message.hpp>
+#include <bastion/executor/sleep.hpp>
+#include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/mpsc_queue.hpp>
+#include <bastion/detail/proc.hpp>
+#include <bastion/detail/timer_entry.hpp>
+#include <bastion/detail/waker_slot.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+
+namespace bastion {
+
+/// What a bounded mailbox does with a message that finds it full.
+enum class overflow_policy : std::uint8_t {
+  reject,       ///< the send fails (false) and the message goes to dead letters (mailbox_full)
+  drop_oldest,  ///< the oldest queued message goes to dead letters (dropped_oldest)
+  backpressure, ///< `co_await send(m)` suspends the sender until there is room
+};
+
+/// Thrown by recv()/recv_for() on a mailbox that is closed and empty.
+class mailbox_closed : public std::runtime_error {
+public:
+  mailbox_closed()
+      : std::runtime_error("bastion: the mailbox is closed and empty") {}
+};
+
+/// A mailbox's bound and overflow policy. capacity 0 (the default) means unbounded.
+struct mailbox_config {
+  std::size_t capacity_ = 0;
+  overflow_policy policy_ = overflow_policy::reject;
+
+  /// Bounds the mailbox to `n` messages (0: unbounded).
+  mailbox_config& capacity(std::size_t n) noexcept {
+    capacity_ = n;
+    return *this;
+  }
+  /// What a full mailbox does (ignored when unbounded).
+  mailbox_config& policy(overflow_policy p) noexcept {
+    policy_ = p;
+    return *this;
+  }
+};
+
+/// An actor's mailbox: many senders, one consumer (the owning actor).
+///
+/// Design: Dmitry Vyukov's intrusive MPSC node-based queue (detail/mpsc_queue.hpp) of message
+/// envelopes; a send is one allocation-free exchange. The consumer parks in a waker_slot
+/// (detail/waker_slot.hpp). A bounded mailbox admits a message by a CAS on `size_`
+/// (never above capacity with reject/backpressure); drop_oldest admits always and trims the
+/// oldest under a consumer try-lock. Backpressured senders wait FIFO in a mutex-guarded list
+/// touched only while the mailbox is full.
+///
+/// Guarantees: at-most-once delivery; FIFO per sender. Closing is separate from the actor's
+/// life: a restarted actor keeps its mailbox and what is queued in it. A send racing with
+/// close() may still be queued (it is then received or drained, never lost).
+/// Thread-safety: senders (try_send, send, close, size, is_closed) are safe from any thread;
+/// the consumer side (recv, try_recv, recv_for, drain_to_dead_letters) only from the owning
+/// actor, one call at a time. Destroying the mailbox drains it to dead letters
+/// (stopped_target); no sender may still wait on it then.
+class mailbox {
+public:
+  /// @param cfg bound and policy; @param sink where undeliverable messages go (must outlive
+  /// the mailbox).
+  explicit mailbox(mailbox_config cfg = {}, dead_letters& sink = dead_letters::global()) noexcept
+      : cap_(cfg.capacity_)
+      , policy_(cfg.policy_)
+      , sink_(&sink) {}
+  mailbox(const mailbox&) = delete;
+  mailbox& operator=(const mailbox&) = delete;
+  ~mailbox();
+
+  /// Sends without waiting. Returns false when the message could not be queued: the mailbox
+  /// is closed (dead letters: stopped_target) or full under reject or backpressure (dead
+  /// letters: mailbox_full). Under drop_oldest it always queues, pushing the oldest out.
+  /// Safe from any thread. O(1), lock-free (drop_oldest trimming: a try-lock, never waits).
+  bool try_send(message&& m);
+
+  /// Awaiter of send(): yields true when queued, false when the message went to dead letters.
+  /// Immovable once awaited (it waits in the mailbox's sender list).
+  class [[nodiscard]] send_operation {
+  public:
+    send_operation(mailbox& mb, message&& m) noexcept
+        : mb_(mb)
+        , m_(std::move(m)) {}
+    send_operation(const send_operation&) = delete;
+    send_operation& operator=(const send_operation&) = delete;
+    ~send_operation();
+    bool await_ready();
+    bool await_suspend(std::coroutine_handle<> h);
+    [[nodiscard]] bool await_resume() const noexcept { return result_; }
+
+  private:
+    friend class mailbox;
+    mailbox& mb_;
+    message m_;
+    bool result_ = false;
+    bool suspended_ = false; ///< written by the sender only
+    bool queued_ = false;    ///< in mb_.senders_: guarded by mb_.senders_mu_
+    detail::waker w_;        ///< guarded by mb_.senders_mu_
+  };
+
+  /// Sends `m`; with backpressure, suspends the sending proc while the mailbox is full and
+  /// resumes it (FIFO among waiting senders) on the consumer's worker once its message is in.
+  /// Otherwise it completes at once like try_send. Yields true when queued; false when it
+  /// went to dead letters (closed: stopped_target; reject: mailbox_full). Safe from any
+  /// proc. Throws std::logic_error when it must wait outside a bastion proc.
+  send_operation send(message&& m) noexcept { return send_operation{*this, std::move(m)}; }
+
+  /// Takes the oldest message without waiting (std::nullopt when none is ready). Only the
+  /// owning actor. O(1).
+  std::optional<message> try_recv();
+
+  /// Awaiter of recv(): a fast path that takes a ready message, else a wait loop.
+  class [[nodiscard]] recv_operation {
+  public:
+    explicit recv_operation(mailbox& mb) noexcept
+        : mb_(mb) {}
+    recv_operation(const recv_operation&) = delete;
+    recv_operation& operator=(const recv_operation&) = delete;
+    bool await_ready() {
+      m_ = mb_.try_recv();
+      return m_.has_value();
+    }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
+      slow_ = mb_.recv_slow();
+      return slow_.operator co_await().await_suspend(h);
+    }
+    message await_resume() {
+      if (m_) {
+        return std::move(*m_);
+      }
+      return slow_.handle().promise().take();
+    }
+
+  private:
+    mailbox& mb_;
+    std::optional<message> m_;
+    task<message> slow_;
+  };
+
+  /// Awaits the next message: suspends the consuming proc while the mailbox is empty; it
+  /// resumes on the worker that picks it up after a sender's wake. Throws mailbox_closed when
+  /// the mailbox is closed and empty, std::logic_error outside a bastion proc. Only the owning
+  /// actor (exactly one consumer may wait).
+  recv_operation recv() noexcept { return recv_operation{*this}; }
+
+  /// Awaits the next message for at most `d`: std::nullopt when none came in time (a timeout
+  /// is an ordinary outcome for an actor, so it is not an exception). Throws mailbox_closed
+  /// when closed and empty. Only the owning actor.
+  template <class Rep, class Period>
+  task<std::optional<message>> recv_for(std::chrono::duration<Rep, Period> d) {
+    return recv_until(clock::now() + std::chrono::duration_cast<clock::duration>(d));
+  }
+  /// recv_for with an absolute steady-clock deadline.
+  task<std::optional<message>> recv_until(clock::time_point deadline);
+
+  /// Closes the mailbox: later sends go to dead letters (stopped_target), waiting senders get
+  /// false (their messages too), a waiting consumer wakes (and gets mailbox_closed once the
+  /// queue is empty). Queued messages stay: receive them, or drain_to_dead_letters().
+  /// Idempotent. Safe from any thread.
+  void close();
+  /// True once close() ran. Safe from any thread.
+  [[nodiscard]] bool is_closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  /// Moves every queued message to dead letters with `r`; returns how many. Only the owning
+  /// actor (or once it is gone). O(n).
+  std::size_t drain_to_dead_letters(dead_letter_reason r = dead_letter_reason::stopped_target);
+
+  /// Approximate number of queued messages (for resizers; exact when quiescent). Safe from
+  /// any thread.
+  [[nodiscard]] std::size_t size() const noexcept {
+    const auto n = size_.load(std::memory_order_relaxed);
+    return n < 0 ? 0 : static_cast<std::size_t>(n);
+  }
+  /// The bound (0: unbounded).
+  [[nodiscard]] std::size_t capacity() const noexcept { return cap_; }
+  /// The overflow policy.
+  [[nodiscard]] overflow_policy policy() const noexcept { return policy_; }
+  /// The dead-letter sink.
+  [[nodiscard]] dead_letters& sink() const noexcept { return *sink_; }
+
+private:
+  class consumer_wait;
+  class timed_consumer_wait;
+
+  bool admit() noexcept;
+  void enqueue(message&& m) noexcept;
+  void lock_consumer() noexcept;
+  void unlock_consumer() noexcept { consumer_lock_.store(false, std::memory_order_release); }
+  detail::envelope* trim_locked(std::size_t keep) noexcept;
+  void record_chain(detail::envelope* chain, dead_letter_reason r) noexcept;
+  void trim_from_sender() noexcept;
+  void admit_senders();
+  task<message> recv_slow();
+
+  // Concurrency design:
+  //   size_  — messages admitted and not yet taken: senders increment (CAS against cap_ when
+  //            bounded with reject/backpressure) before pushing; the consumer decrements after
+  //            popping. seq_cst: pairs with consumer_.publish (a Dekker pair: either the consumer
+  //            sees size_ > 0, or the sender's take() after its fence sees the waker).
+  //   queue_ — push from any thread; pop by the consumer, or under consumer_lock_ (drop_oldest).
+  //   consumer_lock_ — only with drop_oldest: whoever pops holds it (the consumer spins on it;
+  //            trimming senders only try it).
+  //   closed_ — false -> true once (seq_cst).
+  //   senders_ (+ each waiter's queued_, w_, result_, m_) — guarded by senders_mu_;
+  //            has_senders_ mirrors !senders_.empty() (set true provisionally by a sender before
+  //            its admission retry: a Dekker pair with the consumer's size_ decrement).
+  const std::size_t cap_;
+  const overflow_policy policy_;
+  dead_letters* sink_;
+  detail::mpsc_queue queue_;
+  std::atomic<std::ptrdiff_t> size_{0};
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> consumer_lock_{false};
+  detail::waker_slot consumer_;
+  std::mutex senders_mu_;
+  std::deque<send_operation*> senders_;
+  std::atomic<bool> has_senders_{false};
+};
+
+} // namespace bastion
