@@ -34,6 +34,21 @@ constexpr unsigned max_lifo_polls = 3;
 /// queue rather than retrying the victim).
 constexpr unsigned congestion_polls = 32;
 
+/// A worker pushing a burst of tasks looks for a parked worker to wake once per this many
+/// pushes (and whenever its queue turns non-empty).
+constexpr std::uint64_t notify_interval = 16;
+
+/// Steal attempts a searching worker makes, a short pause apart, before it parks.
+constexpr unsigned spin_rounds = 32;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 constexpr std::uint32_t searching_one = 1;
 constexpr std::uint32_t unparked_one = 1U << 16;
 std::uint32_t searching_of(std::uint32_t s) { return s & 0xFFFFU; }
@@ -117,8 +132,16 @@ worker::worker(runtime_impl& rt, worker_placement place)
 void worker::push_back(runnable* r) {
   if (queue_.push_back_or_overflow(r, rt_.injector_) > 0) {
     overflows_.inc();
+    rt_.notify_parked();
+    return;
   }
-  rt_.notify_parked();
+  // notify_parked costs a seq_cst fence. A task in a local queue is never stranded (its
+  // owner runs it), so only parallelism is at stake: look for an idle worker when the queue
+  // turns non-empty and then once every notify_interval pushes, not on every push of a
+  // burst of spawns.
+  if (queue_.size() == 1 || (++pushes_ % notify_interval) == 0) {
+    rt_.notify_parked();
+  }
 }
 
 void worker::push_lifo(runnable* r) {
@@ -245,7 +268,21 @@ void worker::main_loop() {
       searching_ = rt_.transition_to_searching();
     }
     if (searching_) {
-      if (runnable* t = steal_work()) {
+      runnable* t = steal_work();
+      // Spin briefly before parking (Go's spinning Ms): a producer that sees a searcher
+      // does not pay for a futex wake, and a burst of spawns is picked up without a
+      // park/unpark round trip per task. Bounded (~tens of µs), so an idle runtime
+      // still parks at once and uses no CPU.
+      for (unsigned round = 0; t == nullptr && round < spin_rounds; ++round) {
+        for (unsigned k = 0; k < 64; ++k) {
+          cpu_relax();
+        }
+        if (rt_.shutdown_.load(std::memory_order_relaxed)) {
+          break;
+        }
+        t = steal_work();
+      }
+      if (t != nullptr) {
         searching_ = false;
         rt_.transition_from_searching();
         run_task(t);
@@ -321,7 +358,7 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
   const bool pin = cfg_.pin_workers() && !synthetic;
   for (auto& w : workers_) {
     worker* wp = w.get();
-    wp->thread_ = std::thread([this, wp, pin, topo] {
+    wp->thread_ = std::thread([wp, pin, topo] {
       const std::string name = "bastion-w" + std::to_string(wp->place_.worker);
       pthread_setname_np(pthread_self(), name.c_str());
       if (pin) {
@@ -577,7 +614,10 @@ runtime_stats runtime_impl::stats() const {
     std::lock_guard lk(timer_mu_);
     out.timers_pending = timers_.size();
   }
-  out.procs_spawned = spawned_.load(std::memory_order_relaxed);
+  out.procs_spawned = spawned_outside_.load(std::memory_order_relaxed);
+  for (const auto& w : workers_) {
+    out.procs_spawned += w->spawned_.get();
+  }
   return out;
 }
 

@@ -86,10 +86,11 @@ public:
   bool searching_ = false;
   unsigned congested_ = 0;
   std::uint64_t tick_ = 0;
+  std::uint64_t pushes_ = 0;
   bool pinned_ = false;
   std::thread thread_;
 
-  counter polls_, lifo_hits_, steals_, stolen_tasks_, steal_contended_, injector_pulls_,
+  counter spawned_, polls_, lifo_hits_, steals_, stolen_tasks_, steal_contended_, injector_pulls_,
       overflows_, parks_, timers_fired_;
 };
 
@@ -134,15 +135,17 @@ public:
   std::vector<worker_placement> plan_;
   std::vector<std::unique_ptr<worker>> workers_;
   injector injector_;
-  std::atomic<bool> shutdown_{false};
-  std::atomic<bool> stopped_{false};
+  // Read by every worker on every loop: kept on a cache line of its own so that no hot
+  // write (a counter, the idle state) invalidates it.
+  alignas(64) std::atomic<bool> shutdown_{false};
+  alignas(64) std::atomic<bool> stopped_{false};
   std::mutex shutdown_mu_;
-  std::atomic<std::uint64_t> spawned_{0};
+  std::atomic<std::uint64_t> spawned_outside_{0}; // spawns from non-worker threads
 
   // idle_state_: low 16 bits = searching workers, high 16 bits = unparked workers.
   // Read and written with seq_cst so that a producer's "push, then read state" and a
   // worker's "publish parked, then re-check queues" cannot both miss each other.
-  std::atomic<std::uint32_t> idle_state_{0};
+  alignas(64) std::atomic<std::uint32_t> idle_state_{0};
   std::mutex sleepers_mu_;
   std::vector<std::size_t> sleepers_; // parked workers, guarded by sleepers_mu_
 
@@ -151,7 +154,7 @@ public:
   // driver (timer_driver_): it sleeps until the earliest deadline; an insert that becomes
   // the earliest unparks it (seq_cst pairs: insert stores next_deadline then reads
   // timer_driver_; a driver CASes its index in, then re-reads next_deadline).
-  mutable std::mutex timer_mu_;
+  alignas(64) mutable std::mutex timer_mu_;
   timer_heap timers_;
   std::atomic<std::int64_t> next_deadline_ns_{INT64_MAX};
   static constexpr std::int64_t no_driver = -1;

@@ -181,7 +181,7 @@ fiber_context::~fiber_context() {
 
 void fiber_context::resume() noexcept {
   fiber_context* prev = exchange_current_fiber(this);
-  owner_ = current_proc();
+  owner_ = unwinding_ ? nullptr : current_proc(); // unwinding: in_fiber() is false
   state_ = state::running;
   request_ = nullptr;
 #if BASTION_TSAN

@@ -42,15 +42,34 @@ proc_header* set_current_proc(proc_header* p) noexcept {
 /// the joiner, drops the body's reference. Called by the poller only.
 void complete_proc(proc_header* p, std::uint64_t extra) noexcept {
   auto s = p->state_.load(std::memory_order_relaxed);
-  std::uint64_t next = 0;
-  do {
-    next = (s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra;
-  } while (!p->state_.compare_exchange_weak(
-      s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
   if (s & h::join_waiter) {
+    // Someone waits: publish first, wake, then drop the body's reference.
+    std::uint64_t next = 0;
+    do {
+      next = (s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra;
+    } while (!p->state_.compare_exchange_weak(
+        s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
     p->join_waker_.wake();
+    p->release();
+    return;
   }
-  p->release();
+  // Common case: publish completion and drop the body's reference in one CAS. A joiner that
+  // registers meanwhile makes the CAS fail, and the loop takes the waking path.
+  for (;;) {
+    const auto next =
+        ((s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra) - h::ref_one;
+    if (s & h::join_waiter) {
+      complete_proc(p, extra);
+      return;
+    }
+    if (p->state_.compare_exchange_weak(
+            s, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      if (next < h::ref_one) {
+        delete p;
+      }
+      return;
+    }
+  }
 }
 
 void poll_proc(proc_header* p) noexcept {
@@ -203,8 +222,11 @@ bool proc_header::register_join_waiter(waker w) noexcept {
 }
 
 void proc_header::drop_join_handle() noexcept {
-  state_.fetch_and(~join_interest, std::memory_order_acq_rel);
-  release();
+  // join_interest is set while the handle lives, so one subtraction clears it and drops
+  // the handle's reference together.
+  if (state_.fetch_sub(join_interest + ref_one, std::memory_order_acq_rel) < 2 * ref_one) {
+    delete this;
+  }
 }
 
 // ---------------------------------------------------------------- run() ----
@@ -265,6 +287,10 @@ void run_inline(proc_header* p, inline_driver& drv) {
       if (w->run_one_nested()) {
         continue;
       }
+      // This worker is not parked, so it is not the timer driver: fire due timers here.
+      if (w->rt_.fire_timers(std::chrono::steady_clock::now()) > 0) {
+        continue;
+      }
       if (drv.wait(std::chrono::milliseconds(1))) {
         break;
       }
@@ -292,12 +318,13 @@ void schedule(proc_header* p, bool is_yield) noexcept {
 }
 
 void submit(runtime_impl* rt, proc_header* p) noexcept {
-  rt->spawned_.fetch_add(1, std::memory_order_relaxed);
   worker* w = current_worker();
   if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
+    w->spawned_.inc();
     w->push_back(p);
     return;
   }
+  rt->spawned_outside_.fetch_add(1, std::memory_order_relaxed);
   if (!rt->injector_.push(p)) {
     p->reject();
     return;

@@ -250,12 +250,12 @@ private:
   bool unwinding_ = false; ///< release() asked the body to unwind
   bool has_fiber_ = false; ///< fiber_buf_ holds a constructed boost fiber
   // Sanitizer bookkeeping (unused without sanitizers).
-  const void* stack_bottom_ = nullptr; ///< lowest address of the fiber's stack
-  std::size_t stack_size_ = 0;
-  const void* caller_bottom_ = nullptr; ///< the current resumer's stack (ASan)
-  std::size_t caller_size_ = 0;
-  void* tsan_fiber_ = nullptr;  ///< this fiber's TSan context
-  void* tsan_caller_ = nullptr; ///< the current resumer's TSan context
+  [[maybe_unused]] const void* stack_bottom_ = nullptr; ///< lowest address of the fiber's stack
+  [[maybe_unused]] std::size_t stack_size_ = 0;
+  [[maybe_unused]] const void* caller_bottom_ = nullptr; ///< the current resumer's stack (ASan)
+  [[maybe_unused]] std::size_t caller_size_ = 0;
+  [[maybe_unused]] void* tsan_fiber_ = nullptr;  ///< this fiber's TSan context
+  [[maybe_unused]] void* tsan_caller_ = nullptr; ///< the current resumer's TSan context
 };
 
 /// A fiber running `F` (called once, as an rvalue) and keeping what it returned or threw.
@@ -271,10 +271,11 @@ public:
     release(); // unwind before f_ and the result go away
   }
 
-  /// The body's value, or rethrows the exception that escaped it. @pre finished().
+  /// The body's value, or rethrows the exception that escaped it (and lets go of it, so that
+  /// the thread that ends up catching it is the one that frees it). @pre finished().
   R take() {
     if (error_) {
-      std::rethrow_exception(error_);
+      std::rethrow_exception(std::exchange(error_, nullptr));
     }
     return result_.take();
   }

@@ -10,8 +10,11 @@
 
 #include <atomic>
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <new>
+#include <stdexcept>
 #include <utility>
 
 namespace bastion::detail {
@@ -103,6 +106,10 @@ public:
 
   proc_header(const proc_header&) = delete;
   proc_header& operator=(const proc_header&) = delete;
+
+  /// Procs live either on their own allocation or at the start of their frame's block
+  /// (make_proc); either way the pointer is the start of an ::operator new block.
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
 
   /// The proc's stack (pid, user state, callbacks). Only the proc's own body and callbacks
   /// may use it while it runs.
@@ -217,6 +224,25 @@ private:
 
   task<T> body_;
 };
+
+/// Builds the lightproc for `body`: inside the prefix of the body's frame when it has one
+/// (one allocation per proc), else on the heap. Throws std::invalid_argument for an empty
+/// task.
+template <class T>
+proc_impl<T>* make_proc(task<T> body, proc_stack stack, bool with_handle) {
+  static_assert(sizeof(proc_impl<T>) <= proc_prefix_size - sizeof(std::uint64_t));
+  static_assert(alignof(proc_impl<T>) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  if (!body.valid()) {
+    throw std::invalid_argument("bastion::spawn: the task is empty (moved-from)");
+  }
+  void* frame = body.handle().address();
+  if (frame_prefix_tag(frame) == prefix_unused) {
+    frame_prefix_tag(frame) = prefix_owned_by_proc;
+    void* at = static_cast<std::byte*>(frame) - proc_prefix_size;
+    return ::new (at) proc_impl<T>(std::move(body), std::move(stack), with_handle);
+  }
+  return new proc_impl<T>(std::move(body), std::move(stack), with_handle);
+}
 
 /// The proc being polled on this thread, or null. Out of line: never cached across a
 /// suspension (a coroutine may resume on another thread).

@@ -52,7 +52,7 @@ public:
   /// the injector. Complexity: O(1) amortised; allocates the proc.
   template <class T>
   join_handle<T> spawn(task<T> t, proc_stack stack = {}) {
-    auto* p = new detail::proc_impl<T>(std::move(t), std::move(stack), true);
+    auto* p = detail::make_proc(std::move(t), std::move(stack), true);
     p->rt_ = impl_.get();
     detail::submit(impl_.get(), p);
     return join_handle<T>{p};

@@ -20,7 +20,7 @@ namespace bastion {
 template <class T>
 join_handle<T> spawn(task<T> t, proc_stack stack = {}) {
   auto* rt = detail::current_or_default_runtime();
-  auto* p = new detail::proc_impl<T>(std::move(t), std::move(stack), true);
+  auto* p = detail::make_proc(std::move(t), std::move(stack), true);
   p->rt_ = rt;
   detail::submit(rt, p);
   return join_handle<T>{p};

@@ -34,7 +34,7 @@ runtime_impl* current_or_default_runtime();
 template <class T>
 T block_on(task<T> t, runtime_impl* rt) {
   auto drv = make_inline_driver();
-  auto* p = new proc_impl<T>(std::move(t), proc_stack{}, true);
+  auto* p = make_proc(std::move(t), proc_stack{}, true);
   p->driver_ = drv.get();
   p->rt_ = rt;
   run_inline(p, *drv);

@@ -98,13 +98,22 @@ public:
   /// The callbacks, or null when none was set (the common, allocation-free case).
   [[nodiscard]] const proc_callbacks* callbacks() const noexcept { return callbacks_.get(); }
 
-  /// Assigns a fresh pid. Called once by spawn. Safe from any thread.
+  /// Assigns a fresh pid. Called once by spawn. Safe from any thread: each thread takes
+  /// blocks of 1024 pids from a shared counter, so spawning touches no shared cache line.
   void assign_pid() noexcept {
-    static std::atomic<std::uint64_t> next{1};
-    pid_ = next.fetch_add(1, std::memory_order_relaxed);
+    static std::atomic<std::uint64_t> next_block{1};
+    thread_local std::uint64_t next = 0;
+    thread_local std::uint64_t end = 0;
+    if (next == end) {
+      next = next_block.fetch_add(pid_block, std::memory_order_relaxed);
+      end = next + pid_block;
+    }
+    pid_ = next++;
   }
 
 private:
+  static constexpr std::uint64_t pid_block = 1024;
+
   proc_callbacks& mutable_callbacks() {
     if (!callbacks_) {
       callbacks_ = std::make_unique<proc_callbacks>();

@@ -3,6 +3,8 @@
 
 #include <bastion/detail/promise.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <coroutine>
 #include <stdexcept>
 #include <utility>
@@ -14,14 +16,41 @@ class task;
 
 namespace detail {
 
+/// Bytes reserved in front of every task frame. When a task is spawned, its lightproc is
+/// built in this space, so a proc costs one allocation (frame + proc) instead of two.
+inline constexpr std::size_t proc_prefix_size = 160;
+/// Tag word (the last 8 bytes of the prefix): the prefix is unused.
+inline constexpr std::uint64_t prefix_unused = 0x62617374696F6E30ULL;
+/// Tag word: a proc lives in the prefix and owns the whole block; the frame's deallocation
+/// leaves the block to the proc.
+inline constexpr std::uint64_t prefix_owned_by_proc = 0x62617374696F6E31ULL;
+
+/// The tag word in front of a frame allocated by task_promise.
+inline std::uint64_t& frame_prefix_tag(void* frame) noexcept {
+  return *reinterpret_cast<std::uint64_t*>(static_cast<std::byte*>(frame) - sizeof(std::uint64_t));
+}
+
 /// The promise of task<T>: promise_base (continuation, symmetric final transfer) plus
-/// the result holder for T.
+/// the result holder for T. Frames are allocated with proc_prefix_size bytes in front.
 template <class T>
 class task_promise final
     : public promise_base
     , public promise_result<T> {
 public:
   task<T> get_return_object() noexcept;
+
+  static void* operator new(std::size_t n) {
+    auto* block = static_cast<std::byte*>(::operator new(n + proc_prefix_size));
+    void* frame = block + proc_prefix_size;
+    frame_prefix_tag(frame) = prefix_unused;
+    return frame;
+  }
+  static void operator delete(void* frame) noexcept {
+    if (frame_prefix_tag(frame) == prefix_owned_by_proc) {
+      return; // the proc in the prefix frees the block when its last reference goes
+    }
+    ::operator delete(static_cast<std::byte*>(frame) - proc_prefix_size);
+  }
 };
 
 } // namespace detail
