@@ -1,0 +1,30 @@
+# CMake helpers for bastion's own build. Not installed.
+
+# bastion_target_options(<target>): the settings every target bastion builds for itself gets
+# (the library, tests, examples, benchmarks). All PRIVATE: a consumer of bastion::bastion
+# inherits none of them.
+#
+# - warnings: -Wall -Wextra -Wpedantic, plus -Werror when BASTION_WERROR is ON;
+# - BASTION_SANITIZER_ADDRESS or BASTION_SANITIZER_THREAD when BASTION_SANITIZER says so, for
+#   code that must know (e.g. a stress test that scales down under TSan). The sanitizer flags
+#   themselves come from the presets (CMAKE_CXX_FLAGS and the linker flags).
+function(bastion_target_options target)
+  target_compile_options(
+    ${target} PRIVATE -Wall -Wextra -Wpedantic $<$<BOOL:${BASTION_WERROR}>:-Werror>)
+  if(BASTION_SANITIZER STREQUAL "address")
+    target_compile_definitions(${target} PRIVATE BASTION_SANITIZER_ADDRESS=1)
+  elseif(BASTION_SANITIZER STREQUAL "thread")
+    target_compile_definitions(${target} PRIVATE BASTION_SANITIZER_THREAD=1)
+  endif()
+endfunction()
+
+# bastion_add_subfolders(): add_subdirectory() for each direct subfolder of the current source
+# folder that has a CMakeLists.txt (e.g. examples/kv_server/). The glob is CONFIGURE_DEPENDS, so
+# a new subfolder is picked up by the next build.
+function(bastion_add_subfolders)
+  file(GLOB cmake_lists CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/*/CMakeLists.txt")
+  foreach(cmake_list IN LISTS cmake_lists)
+    get_filename_component(folder "${cmake_list}" DIRECTORY)
+    add_subdirectory("${folder}")
+  endforeach()
+endfunction()
