@@ -362,8 +362,9 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
       const std::string name = "bastion-w" + std::to_string(wp->place_.worker);
       pthread_setname_np(pthread_self(), name.c_str());
       if (pin) {
-        wp->pinned_ = topo.pin_current_thread(wp->place_);
-        if (!wp->pinned_) {
+        const bool ok = topo.pin_current_thread(wp->place_);
+        wp->pinned_.store(ok, std::memory_order_relaxed);
+        if (!ok) {
           logger().warn("worker {} could not be pinned to PU {}", wp->place_.worker,
                         wp->place_.pu_os);
         }
@@ -590,7 +591,7 @@ runtime_stats runtime_impl::stats() const {
     s.worker = w->place_.worker;
     s.pu_os = w->place_.pu_os;
     s.numa_node = w->place_.numa_node;
-    s.pinned = w->pinned_;
+    s.pinned = w->pinned_.load(std::memory_order_relaxed);
     s.polls = w->polls_.get();
     s.lifo_hits = w->lifo_hits_.get();
     s.steals = w->steals_.get();

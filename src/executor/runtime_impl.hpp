@@ -87,7 +87,7 @@ public:
   unsigned congested_ = 0;
   std::uint64_t tick_ = 0;
   std::uint64_t pushes_ = 0;
-  bool pinned_ = false;
+  std::atomic<bool> pinned_{false};
   std::thread thread_;
 
   counter spawned_, polls_, lifo_hits_, steals_, stolen_tasks_, steal_contended_, injector_pulls_,
