@@ -70,7 +70,9 @@ int main() {
     std::printf("the proc failed and its handle says: %s\n", e.what());
   }
   const auto stats = bastion::runtime::global().stats();
-  std::printf("%zu workers, %llu procs spawned\n", stats.workers.size(),
-              static_cast<unsigned long long>(stats.procs_spawned));
+  std::printf(
+      "%zu workers, %llu procs spawned\n",
+      stats.workers.size(),
+      static_cast<unsigned long long>(stats.procs_spawned));
   return total == 999'999L * 1'000'000L / 2 ? 0 : 1;
 }

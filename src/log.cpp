@@ -5,9 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <memory>
 #include <stdexcept>
 #include <string>
-#include <memory>
 
 namespace bastion {
 

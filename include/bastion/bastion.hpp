@@ -2,6 +2,7 @@
 #pragma once
 
 #include <bastion/config.hpp>
+
 #include <bastion/executor/blocking.hpp>
 #include <bastion/executor/runtime.hpp>
 #include <bastion/executor/runtime_config.hpp>

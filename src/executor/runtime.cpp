@@ -3,14 +3,13 @@
 // The scheduling design follows Tokio's multi-threaded scheduler (local ring + LIFO slot +
 // injector checked every 61 ticks, steal half, at most half the workers searching, the last
 // searcher re-checks before parking) and the Go runtime (findrunnable / runqsteal).
-#include "runtime_impl.hpp"
-
 #include <bastion/executor/runtime.hpp>
 #include <bastion/log.hpp>
 
-#include <spdlog/spdlog.h>
+#include "runtime_impl.hpp"
 
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -51,8 +50,12 @@ inline void cpu_relax() noexcept {
 
 constexpr std::uint32_t searching_one = 1;
 constexpr std::uint32_t unparked_one = 1U << 16;
-std::uint32_t searching_of(std::uint32_t s) { return s & 0xFFFFU; }
-std::uint32_t unparked_of(std::uint32_t s) { return s >> 16; }
+std::uint32_t searching_of(std::uint32_t s) {
+  return s & 0xFFFFU;
+}
+std::uint32_t unparked_of(std::uint32_t s) {
+  return s >> 16;
+}
 
 std::int64_t to_ns(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -71,8 +74,12 @@ std::uint32_t xorshift(std::uint32_t& s) {
 }
 } // namespace
 
-worker* current_worker() noexcept { return tl_worker; }
-runtime_impl* current_runtime() noexcept { return tl_runtime; }
+worker* current_worker() noexcept {
+  return tl_worker;
+}
+runtime_impl* current_runtime() noexcept {
+  return tl_runtime;
+}
 runtime_impl* set_current_runtime(runtime_impl* rt) noexcept {
   auto* prev = tl_runtime;
   tl_runtime = rt;
@@ -127,7 +134,8 @@ void parker::unpark() {
 worker::worker(runtime_impl& rt, worker_placement place)
     : rt_(rt)
     , place_(place)
-    , rng_(static_cast<std::uint32_t>(place.worker * 2654435761U + 1U)) {}
+    , rng_(static_cast<std::uint32_t>(place.worker * 2654435761U + 1U)) {
+}
 
 void worker::push_back(runnable* r) {
   if (queue_.push_back_or_overflow(r, rt_.injector_) > 0) {
@@ -351,7 +359,7 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
 
   blocking_pool_config bcfg;
   bcfg.max_threads = cfg_.blocking_threads() ? *cfg_.blocking_threads()
-                                              : blocking_threads_from_env(bcfg.max_threads);
+                                             : blocking_threads_from_env(bcfg.max_threads);
   bcfg.keep_alive = cfg_.blocking_keep_alive();
   blocking_ = std::make_unique<blocking_pool>(bcfg);
 
@@ -365,8 +373,8 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
         const bool ok = topo.pin_current_thread(wp->place_);
         wp->pinned_.store(ok, std::memory_order_relaxed);
         if (!ok) {
-          logger().warn("worker {} could not be pinned to PU {}", wp->place_.worker,
-                        wp->place_.pu_os);
+          logger().warn(
+              "worker {} could not be pinned to PU {}", wp->place_.worker, wp->place_.pu_os);
         }
       }
       wp->main_loop();
@@ -374,7 +382,9 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
   }
 }
 
-runtime_impl::~runtime_impl() { shutdown(); }
+runtime_impl::~runtime_impl() {
+  shutdown();
+}
 
 void runtime_impl::inject(runnable* r) noexcept {
   if (!injector_.push(r)) {
@@ -457,7 +467,8 @@ void runtime_impl::timer_insert(timer_entry* e) {
   {
     std::lock_guard lk(timer_mu_);
     if (e->fire_fn_ == nullptr) {
-      e->fire_fn_ = [](timer_node*) noexcept {};
+      e->fire_fn_ = [](timer_node*) noexcept {
+      };
     }
     timers_.insert(e);
     const auto ns = to_ns(e->deadline);
@@ -622,8 +633,12 @@ runtime_stats runtime_impl::stats() const {
   return out;
 }
 
-void timer_insert(runtime_impl* rt, timer_entry* e) { rt->timer_insert(e); }
-bool timer_remove(runtime_impl* rt, timer_entry* e) noexcept { return rt->timer_remove(e); }
+void timer_insert(runtime_impl* rt, timer_entry* e) {
+  rt->timer_insert(e);
+}
+bool timer_remove(runtime_impl* rt, timer_entry* e) noexcept {
+  return rt->timer_remove(e);
+}
 
 } // namespace bastion::detail
 
@@ -643,7 +658,8 @@ void runtime_config::validate() const {
 }
 
 runtime::runtime(runtime_config cfg)
-    : impl_(std::make_unique<detail::runtime_impl>(*this, std::move(cfg))) {}
+    : impl_(std::make_unique<detail::runtime_impl>(*this, std::move(cfg))) {
+}
 
 runtime::~runtime() {
   if (impl_) {
@@ -651,13 +667,21 @@ runtime::~runtime() {
   }
 }
 
-void runtime::shutdown() { impl_->shutdown(); }
+void runtime::shutdown() {
+  impl_->shutdown();
+}
 bool runtime::is_shut_down() const noexcept {
   return impl_->shutdown_.load(std::memory_order_acquire);
 }
-std::size_t runtime::worker_count() const noexcept { return impl_->workers_.size(); }
-const std::vector<worker_placement>& runtime::placement() const noexcept { return impl_->plan_; }
-runtime_stats runtime::stats() const { return impl_->stats(); }
+std::size_t runtime::worker_count() const noexcept {
+  return impl_->workers_.size();
+}
+const std::vector<worker_placement>& runtime::placement() const noexcept {
+  return impl_->plan_;
+}
+runtime_stats runtime::stats() const {
+  return impl_->stats();
+}
 
 runtime& runtime::global() {
   static runtime instance{runtime_config{}};

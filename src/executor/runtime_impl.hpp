@@ -2,16 +2,17 @@
 // Private to src/: no public header includes it.
 #pragma once
 
+#include <bastion/executor/runtime.hpp>
+#include <bastion/executor/runtime_config.hpp>
+#include <bastion/executor/stats.hpp>
+#include <bastion/executor/topology.hpp>
+
 #include <bastion/detail/blocking_pool.hpp>
 #include <bastion/detail/injector.hpp>
 #include <bastion/detail/local_queue.hpp>
 #include <bastion/detail/proc.hpp>
 #include <bastion/detail/timer_entry.hpp>
 #include <bastion/detail/timer_heap.hpp>
-#include <bastion/executor/runtime.hpp>
-#include <bastion/executor/runtime_config.hpp>
-#include <bastion/executor/stats.hpp>
-#include <bastion/executor/topology.hpp>
 
 #include <atomic>
 #include <chrono>

@@ -1,8 +1,9 @@
 // src/lightproc/proc.cpp: the lightproc state machine (poll, wake, cancel, join) and run().
-#include "../executor/runtime_impl.hpp"
+#include <bastion/log.hpp>
 
 #include <bastion/detail/proc.hpp>
-#include <bastion/log.hpp>
+
+#include "../executor/runtime_impl.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -31,7 +32,9 @@ void call_callback(const char* which, std::uint64_t pid, F&& f) noexcept {
 }
 } // namespace
 
-proc_header* current_proc() noexcept { return tl_proc; }
+proc_header* current_proc() noexcept {
+  return tl_proc;
+}
 proc_header* set_current_proc(proc_header* p) noexcept {
   proc_header* prev = tl_proc;
   tl_proc = p;
@@ -128,7 +131,9 @@ void poll_proc(proc_header* p) noexcept {
   }
 }
 
-void proc_header::poll(runnable* r) noexcept { poll_proc(static_cast<proc_header*>(r)); }
+void proc_header::poll(runnable* r) noexcept {
+  poll_proc(static_cast<proc_header*>(r));
+}
 
 void proc_header::cancel_queued(runnable* r) noexcept {
   auto* p = static_cast<proc_header*>(r);
@@ -159,7 +164,9 @@ void proc_header::wake_by_ref_release(wake_target* t) noexcept {
   p->release();
 }
 
-void proc_header::drop_waker(wake_target* t) noexcept { static_cast<proc_header*>(t)->release(); }
+void proc_header::drop_waker(wake_target* t) noexcept {
+  static_cast<proc_header*>(t)->release();
+}
 
 void proc_header::request_cancel() noexcept {
   auto s = state_.load(std::memory_order_relaxed);
@@ -187,8 +194,8 @@ void proc_header::reject() noexcept {
   std::uint64_t next = 0;
   do {
     next = (s & ~(scheduled | running)) | complete | closed | rejected;
-  } while (!state_.compare_exchange_weak(
-      s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+  } while (
+      !state_.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
   destroy_body();
   if (s & join_waiter) {
     join_waker_.wake();
@@ -261,7 +268,9 @@ private:
 };
 
 std::unique_ptr<inline_driver, void (*)(inline_driver*)> make_inline_driver() {
-  return {new inline_driver, [](inline_driver* d) { delete d; }};
+  return {new inline_driver, [](inline_driver* d) {
+            delete d;
+          }};
 }
 
 void run_inline(proc_header* p, inline_driver& drv) {

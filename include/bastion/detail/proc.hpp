@@ -4,9 +4,11 @@
 #pragma once
 
 #include <bastion/config.hpp>
-#include <bastion/detail/runnable.hpp>
+
 #include <bastion/lightproc/proc_stack.hpp>
 #include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/runnable.hpp>
 
 #include <atomic>
 #include <coroutine>
@@ -133,8 +135,8 @@ public:
     }
   }
   /// Current state word (for join handles and tests).
-  [[nodiscard]] std::uint64_t load_state(
-      std::memory_order o = std::memory_order_acquire) const noexcept {
+  [[nodiscard]] std::uint64_t
+  load_state(std::memory_order o = std::memory_order_acquire) const noexcept {
     return state_.load(o);
   }
 
@@ -159,8 +161,8 @@ public:
   /// Marks that yield_now was awaited: the poller reschedules it at the back of a queue.
   void request_yield() noexcept { state_.fetch_or(notified, std::memory_order_relaxed); }
 
-  runtime_impl* rt_ = nullptr;       ///< the runtime it belongs to (timers, blocking pool)
-  inline_driver* driver_ = nullptr;  ///< set for run()'s own proc: schedule goes there
+  runtime_impl* rt_ = nullptr;      ///< the runtime it belongs to (timers, blocking pool)
+  inline_driver* driver_ = nullptr; ///< set for run()'s own proc: schedule goes there
 
 protected:
   proc_header() noexcept {

@@ -44,7 +44,7 @@ template <class T>
 class promise_result {
 public:
   template <class U>
-  requires std::is_convertible_v<U&&, T>
+    requires std::is_convertible_v<U&&, T>
   void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     result_.template emplace<1>(std::forward<U>(v));
   }

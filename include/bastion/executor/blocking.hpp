@@ -2,11 +2,12 @@
 // runtime's adaptive blocking pool and hands back an awaitable handle.
 #pragma once
 
-#include <bastion/detail/blocking_pool.hpp>
-#include <bastion/detail/proc.hpp>
 #include <bastion/lightproc/errors.hpp>
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/blocking_pool.hpp>
+#include <bastion/detail/proc.hpp>
 
 #include <atomic>
 #include <coroutine>
@@ -87,7 +88,8 @@ template <class R, class F>
 class blocking_call final : public blocking_cell<R> {
 public:
   explicit blocking_call(F f)
-      : blocking_cell<R>([](blocking_cell<R>* c) noexcept { delete static_cast<blocking_call*>(c); })
+      : blocking_cell<R>(
+            [](blocking_cell<R>* c) noexcept { delete static_cast<blocking_call*>(c); })
       , fn_(std::move(f)) {
     this->run_fn_ = [](blocking_job* j) noexcept {
       auto* self = static_cast<blocking_call*>(j);
@@ -144,7 +146,9 @@ public:
 
   /// Blocks the calling thread until the call returned; value or rethrow.
   R join() && {
-    auto run_join = [](blocking_handle h) -> task<R> { co_return co_await std::move(h); };
+    auto run_join = [](blocking_handle h) -> task<R> {
+      co_return co_await std::move(h);
+    };
     return detail::block_on(run_join(std::move(*this)), detail::current_or_default_runtime());
   }
 
@@ -185,7 +189,7 @@ private:
 /// detail::blocking_pool). Safe from any thread. After the runtime shut down, the handle
 /// reports proc_rejected. Complexity: one allocation, one lock acquisition.
 template <class F>
-requires std::is_invocable_v<std::decay_t<F>&>
+  requires std::is_invocable_v<std::decay_t<F>&>
 auto spawn_blocking(F&& f) -> blocking_handle<std::invoke_result_t<std::decay_t<F>&>> {
   using R = std::invoke_result_t<std::decay_t<F>&>;
   auto* call = new detail::blocking_call<R, std::decay_t<F>>(std::forward<F>(f));

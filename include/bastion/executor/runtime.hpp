@@ -2,13 +2,14 @@
 // pinned workers, run queues, injector, parking, timers and the blocking pool.
 #pragma once
 
-#include <bastion/detail/proc.hpp>
 #include <bastion/executor/runtime_config.hpp>
 #include <bastion/executor/stats.hpp>
 #include <bastion/executor/topology.hpp>
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/proc_stack.hpp>
 #include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/proc.hpp>
 
 #include <cstddef>
 #include <memory>

@@ -2,12 +2,13 @@
 // combinator for any awaitable.
 #pragma once
 
-#include <bastion/detail/proc.hpp>
-#include <bastion/detail/timer_entry.hpp>
 #include <bastion/executor/spawn.hpp>
 #include <bastion/lightproc/errors.hpp>
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/proc.hpp>
+#include <bastion/detail/timer_entry.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -93,7 +94,9 @@ struct race_cell : wake_target {
       }
       c->release();
     };
-    drop_fn_ = [](wake_target* t) noexcept { static_cast<race_cell*>(t)->release(); };
+    drop_fn_ = [](wake_target* t) noexcept {
+      static_cast<race_cell*>(t)->release();
+    };
   }
   waker make_waker() noexcept {
     refs.fetch_add(1, std::memory_order_relaxed);
@@ -202,7 +205,9 @@ template <class Awaitable, class Rep, class Period>
 auto timeout(Awaitable a, std::chrono::duration<Rep, Period> limit)
     -> task<detail::await_result_t<decltype(detail::as_awaiter(std::move(a)))>> {
   using R = detail::await_result_t<decltype(detail::as_awaiter(std::move(a)))>;
-  auto wrap = [](Awaitable aw) -> task<R> { co_return co_await std::move(aw); };
+  auto wrap = [](Awaitable aw) -> task<R> {
+    co_return co_await std::move(aw);
+  };
   co_return co_await timeout(wrap(std::move(a)), limit);
 }
 

@@ -2,11 +2,12 @@
 // yield_now, on the current runtime (or the process-wide default one).
 #pragma once
 
-#include <bastion/detail/proc.hpp>
 #include <bastion/executor/runtime.hpp>
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/proc_stack.hpp>
 #include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/proc.hpp>
 
 #include <coroutine>
 #include <stdexcept>
@@ -56,6 +57,8 @@ public:
 /// Gives other tasks a turn: `co_await bastion::yield_now();` puts the awaiting proc at the
 /// back of its worker's queue (not in the LIFO slot). Resumes on whichever worker polls it
 /// next. Throws std::logic_error outside a bastion proc.
-[[nodiscard]] inline yield_operation yield_now() noexcept { return {}; }
+[[nodiscard]] inline yield_operation yield_now() noexcept {
+  return {};
+}
 
 } // namespace bastion

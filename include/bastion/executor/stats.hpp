@@ -11,29 +11,29 @@ namespace bastion {
 /// Counters of one worker since the runtime started. Each is written only by its worker and
 /// read with relaxed loads, so a snapshot is consistent per field, not across fields.
 struct worker_stats {
-  std::size_t worker = 0;          ///< worker index
-  unsigned pu_os = 0;              ///< the PU it was placed on (OS index)
-  unsigned numa_node = 0;          ///< its NUMA node (logical index)
-  bool pinned = false;             ///< whether pinning succeeded
-  std::uint64_t polls = 0;         ///< tasks polled
-  std::uint64_t lifo_hits = 0;     ///< polls taken from the LIFO slot
-  std::uint64_t steals = 0;        ///< successful steal operations
-  std::uint64_t stolen_tasks = 0;  ///< tasks taken by those steals
+  std::size_t worker = 0;            ///< worker index
+  unsigned pu_os = 0;                ///< the PU it was placed on (OS index)
+  unsigned numa_node = 0;            ///< its NUMA node (logical index)
+  bool pinned = false;               ///< whether pinning succeeded
+  std::uint64_t polls = 0;           ///< tasks polled
+  std::uint64_t lifo_hits = 0;       ///< polls taken from the LIFO slot
+  std::uint64_t steals = 0;          ///< successful steal operations
+  std::uint64_t stolen_tasks = 0;    ///< tasks taken by those steals
   std::uint64_t steal_contended = 0; ///< steal attempts that met another stealer
   std::uint64_t injector_pulls = 0;  ///< tasks taken from the global injector
-  std::uint64_t overflows = 0;     ///< times half the local queue moved to the injector
-  std::uint64_t parks = 0;         ///< times the worker went to sleep
-  std::uint64_t timers_fired = 0;  ///< timers this worker fired
-  std::size_t queue_depth = 0;     ///< local queue length at the time of the snapshot
+  std::uint64_t overflows = 0;       ///< times half the local queue moved to the injector
+  std::uint64_t parks = 0;           ///< times the worker went to sleep
+  std::uint64_t timers_fired = 0;    ///< timers this worker fired
+  std::size_t queue_depth = 0;       ///< local queue length at the time of the snapshot
 };
 
 /// Counters of the blocking pool behind spawn_blocking.
 struct blocking_stats {
-  std::size_t threads = 0;        ///< threads alive now
-  std::size_t idle_threads = 0;   ///< of which idle
-  std::size_t peak_threads = 0;   ///< most threads alive at once
-  std::size_t queued = 0;         ///< jobs waiting for a thread
-  std::uint64_t completed = 0;    ///< jobs run
+  std::size_t threads = 0;      ///< threads alive now
+  std::size_t idle_threads = 0; ///< of which idle
+  std::size_t peak_threads = 0; ///< most threads alive at once
+  std::size_t queued = 0;       ///< jobs waiting for a thread
+  std::uint64_t completed = 0;  ///< jobs run
 };
 
 /// A snapshot of a runtime's counters.

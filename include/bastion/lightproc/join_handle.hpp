@@ -2,10 +2,11 @@
 // await its value, block for it, cancel it, or let it go (detach).
 #pragma once
 
-#include <bastion/detail/proc.hpp>
 #include <bastion/lightproc/errors.hpp>
 #include <bastion/lightproc/proc_stack.hpp>
 #include <bastion/lightproc/task.hpp>
+
+#include <bastion/detail/proc.hpp>
 
 #include <coroutine>
 #include <cstdint>
@@ -142,9 +143,12 @@ public:
   /// Blocks the calling thread until the proc ends; returns its value or throws like
   /// co_await. @pre valid().
   T join() && {
-    auto run_join = [](join_handle h) -> task<T> { co_return co_await std::move(h); };
+    auto run_join = [](join_handle h) -> task<T> {
+      co_return co_await std::move(h);
+    };
     auto* rt = p_ ? p_->rt_ : nullptr;
-    return detail::block_on(run_join(std::move(*this)), rt ? rt : detail::current_or_default_runtime());
+    return detail::block_on(
+        run_join(std::move(*this)), rt ? rt : detail::current_or_default_runtime());
   }
 
 private:

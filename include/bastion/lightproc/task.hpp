@@ -3,9 +3,9 @@
 
 #include <bastion/detail/promise.hpp>
 
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <coroutine>
 #include <stdexcept>
 #include <utility>
 
