@@ -135,8 +135,7 @@ struct fiber_context::entry {
     if (!f.unwinding_) {
       try {
         f.run();
-      } catch (const fiber_unwind&) {
-        // cancelled: the body's frames are gone
+      } catch (const fiber_unwind&) { // NOLINT(bugprone-empty-catch): the unwinding is done
       }
     }
     f.state_ = state::finished;
@@ -159,8 +158,10 @@ fiber_context::fiber_context(std::size_t stack_size, bool guard_page) {
   tsan_fiber_ = __tsan_create_fiber(0);
 #endif
   try {
-    ::new (fiber_storage())
-        ctx::fiber(std::allocator_arg, stack_allocator{this, stack_size, guard_page}, entry{this});
+    ::new (fiber_storage()) ctx::fiber(
+        std::allocator_arg,
+        stack_allocator{.owner = this, .size = stack_size, .guard = guard_page},
+        entry{this});
   } catch (...) {
     as_fiber(caller_storage()).~fiber();
 #if BASTION_TSAN
@@ -267,7 +268,7 @@ void fiber_context::destroy_parked_fiber() noexcept {
     __tsan_switch_to_fiber(self_tsan, 0);
 #endif
   }
-  f.~fiber();
+  f.~fiber(); // NOLINT(bugprone-use-after-move): destroys the (empty) moved-from object
 }
 
 } // namespace bastion::detail

@@ -297,7 +297,8 @@ void run_inline(proc_header* p, inline_driver& drv) {
         continue;
       }
       // This worker is not parked, so it is not the timer driver: fire due timers here.
-      if (w->rt_.fire_timers(std::chrono::steady_clock::now()) > 0) {
+      if (const auto n = w->rt_.fire_timers(std::chrono::steady_clock::now()); n > 0) {
+        w->timers_fired_.inc(n);
         continue;
       }
       if (drv.wait(std::chrono::milliseconds(1))) {
@@ -316,7 +317,9 @@ void schedule(proc_header* p, bool is_yield) noexcept {
   runtime_impl* rt = p->rt_;
   worker* w = current_worker();
   if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
-    if (is_yield) {
+    // The LIFO slot is for a proc woken by the proc running now (message ping-pong
+    // locality). Wakes from the worker itself (timers) keep their order in the queue.
+    if (is_yield || current_proc() == nullptr) {
       w->push_back(p);
     } else {
       w->push_lifo(p);

@@ -49,7 +49,9 @@ public:
   void fill(F&& f) {
     value_.emplace(std::invoke(std::forward<F>(f)));
   }
-  T take() { return std::move(*value_); }
+  T take() {
+    return std::move(*value_); // NOLINT(bugprone-unchecked-optional-access): @pre filled
+  }
 
 private:
   std::optional<T> value_;

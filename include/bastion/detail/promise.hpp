@@ -59,7 +59,9 @@ public:
   /// Moves the value out, or rethrows the body's exception. @pre the body ended.
   T take() {
     if (failed()) {
-      std::rethrow_exception(std::get<2>(result_));
+      // Move the exception out: the frame may be freed on another thread later, and the
+      // exception object must then be owned by the thread handling it.
+      std::rethrow_exception(std::exchange(std::get<2>(result_), nullptr));
     }
     return std::move(std::get<1>(result_));
   }
@@ -80,7 +82,9 @@ public:
   }
   T& take() {
     if (failed()) {
-      std::rethrow_exception(std::get<2>(result_));
+      // Move the exception out: the frame may be freed on another thread later, and the
+      // exception object must then be owned by the thread handling it.
+      std::rethrow_exception(std::exchange(std::get<2>(result_), nullptr));
     }
     return *std::get<1>(result_);
   }
@@ -99,7 +103,7 @@ public:
   [[nodiscard]] std::exception_ptr exception() const noexcept { return exception_; }
   void take() {
     if (exception_) {
-      std::rethrow_exception(exception_);
+      std::rethrow_exception(std::exchange(exception_, nullptr));
     }
   }
 

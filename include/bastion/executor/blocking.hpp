@@ -62,7 +62,7 @@ public:
   }
   R take() {
     if (result_.index() == 2) {
-      std::rethrow_exception(std::get<2>(result_));
+      std::rethrow_exception(std::exchange(std::get<2>(result_), nullptr));
     }
     if constexpr (!std::is_void_v<R>) {
       return std::move(std::get<1>(result_));

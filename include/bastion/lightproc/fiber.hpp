@@ -30,13 +30,13 @@ namespace bastion {
 struct fiber_options {
   /// Usable stack, in bytes (rounded up to whole pages); at least min_stack_size. Code built
   /// with AddressSanitizer uses several times more stack than an optimised build.
-  std::size_t stack_size = 64 * 1024;
+  std::size_t stack_size = std::size_t{64} * 1024;
   /// Adds a PROT_NONE page below the stack, so that an overflow faults instead of silently
   /// corrupting memory. Costs an mprotect per fiber.
   bool guard_page = true;
 
   /// The smallest stack_size accepted, in bytes.
-  static constexpr std::size_t min_stack_size = 16 * 1024;
+  static constexpr std::size_t min_stack_size = std::size_t{16} * 1024;
 };
 
 /// What a fiber running F returns (F is called once, as an rvalue, with no arguments).

@@ -175,7 +175,7 @@ private:
       cur->set_resume_point(h);
       return h_.p_->register_join_waiter(cur->make_waker());
     }
-    auto await_resume() {
+    decltype(auto) await_resume() {
       if (!h_.p_) {
         throw std::logic_error("bastion::join_handle: awaiting an empty handle");
       }

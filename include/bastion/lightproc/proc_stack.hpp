@@ -58,9 +58,14 @@ public:
 
   /// Stores a user value in the state slot, replacing what was there.
   template <class T>
-  proc_stack& with_state(T value) {
+  proc_stack& with_state(T value) & {
     state_ = std::move(value);
     return *this;
+  }
+  /// @copydoc with_state (for building a temporary: `proc_stack{}.with_state(1)`)
+  template <class T>
+  proc_stack&& with_state(T value) && {
+    return std::move(with_state(std::move(value)));
   }
   /// The state as a T. Throws bad_proc_state naming both types when the slot holds
   /// something else or is empty (the reference casts unchecked; we check).
@@ -80,19 +85,31 @@ public:
   }
 
   /// Sets the before_start callback (see proc_callbacks).
-  proc_stack& before_start(std::function<void(std::uint64_t)> f) {
+  proc_stack& before_start(std::function<void(std::uint64_t)> f) & {
     mutable_callbacks().before_start = std::move(f);
     return *this;
   }
+  /// @copydoc before_start (for building a temporary)
+  proc_stack&& before_start(std::function<void(std::uint64_t)> f) && {
+    return std::move(this->before_start(std::move(f)));
+  }
   /// Sets the after_complete callback (see proc_callbacks).
-  proc_stack& after_complete(std::function<void(std::uint64_t)> f) {
+  proc_stack& after_complete(std::function<void(std::uint64_t)> f) & {
     mutable_callbacks().after_complete = std::move(f);
     return *this;
   }
+  /// @copydoc after_complete (for building a temporary)
+  proc_stack&& after_complete(std::function<void(std::uint64_t)> f) && {
+    return std::move(this->after_complete(std::move(f)));
+  }
   /// Sets the after_panic callback (see proc_callbacks).
-  proc_stack& after_panic(std::function<void(std::uint64_t, std::exception_ptr)> f) {
+  proc_stack& after_panic(std::function<void(std::uint64_t, std::exception_ptr)> f) & {
     mutable_callbacks().after_panic = std::move(f);
     return *this;
+  }
+  /// @copydoc after_panic (for building a temporary)
+  proc_stack&& after_panic(std::function<void(std::uint64_t, std::exception_ptr)> f) && {
+    return std::move(this->after_panic(std::move(f)));
   }
 
   /// The callbacks, or null when none was set (the common, allocation-free case).

@@ -1,0 +1,135 @@
+// bastion/actor/context.hpp: bastion::context, what an actor body sees: its mailbox (recv,
+// try_recv, recv_for), sending (tell, ask, broadcast) and where it sits in the tree.
+#pragma once
+
+#include <bastion/actor/mailbox.hpp>
+#include <bastion/actor/message.hpp>
+#include <bastion/actor/refs.hpp>
+#include <bastion/actor/restart.hpp>
+#include <bastion/lightproc/task.hpp>
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace bastion {
+
+class supervisor_ref;
+
+/// What an actor body (`task<>(bastion::context&)`) sees: one context per incarnation,
+/// living as long as the body runs.
+///
+/// The context notes the message most recently received through it (kind, type, sender):
+/// when the body fails, that is the message a restart callback's bastion::failure names.
+/// Thread-safety: only the owning actor's body may use it (the receive side of the mailbox
+/// has one consumer). The refs it hands out are safe from any thread.
+class context {
+public:
+  /// Internal: built by the supervisor for each incarnation.
+  context(
+      std::shared_ptr<detail::child_slot> slot,
+      std::shared_ptr<detail::group_state> group,
+      std::uint64_t incarnation) noexcept;
+  context(const context&) = delete;
+  context& operator=(const context&) = delete;
+
+  /// Awaiter of recv(): mailbox::recv, noting the message received.
+  class [[nodiscard]] recv_operation {
+  public:
+    recv_operation(context& ctx, mailbox& mb) noexcept
+        : ctx_(ctx)
+        , op_(mb) {}
+    recv_operation(const recv_operation&) = delete;
+    recv_operation& operator=(const recv_operation&) = delete;
+    bool await_ready() { return op_.await_ready(); }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
+      return op_.await_suspend(h);
+    }
+    message await_resume() {
+      message m = op_.await_resume();
+      ctx_.note(m);
+      return m;
+    }
+
+  private:
+    context& ctx_;
+    mailbox::recv_operation op_;
+  };
+
+  /// Awaits the next message (see mailbox::recv): suspends while the mailbox is empty and
+  /// resumes on the worker that picks the actor up after a sender's wake. Throws
+  /// mailbox_closed when the mailbox is closed and empty.
+  recv_operation recv() noexcept;
+  /// The next message if one is ready (no wait). O(1).
+  std::optional<message> try_recv();
+  /// Awaits the next message for at most `d` (any duration): std::nullopt on timeout.
+  template <class Rep, class Period>
+  task<std::optional<message>> recv_for(std::chrono::duration<Rep, Period> d) {
+    auto m = co_await mailbox_ref().recv_for(d);
+    if (m) {
+      note(*m);
+    }
+    co_return m;
+  }
+
+  /// Tells `v` to `to`, with this child as the sender. False when it went to dead letters.
+  template <class T>
+    requires message_type<std::decay_t<T>>
+  bool tell(const child_ref& to, T&& v) const {
+    return to.tell(std::forward<T>(v), id());
+  }
+  /// Asks `v` of `to`, with this child as the sender: `co_await ctx.ask<int>(ref, 21)`.
+  template <class R, class T>
+    requires message_type<std::decay_t<T>> && message_type<R>
+  reply_future<R> ask(const child_ref& to, T&& v) const {
+    return to.template ask<R>(std::forward<T>(v), id());
+  }
+  /// Asks with a timeout: a task throwing bastion::timed_out after `limit`.
+  template <class R, class T, class Rep, class Period>
+    requires message_type<std::decay_t<T>> && message_type<R>
+  task<R> ask(const child_ref& to, T&& v, std::chrono::duration<Rep, Period> limit) const {
+    return to.template ask<R>(std::forward<T>(v), limit, id());
+  }
+  /// Broadcasts `v` to every member of this child's own group (itself included). Returns
+  /// how many it was queued for.
+  template <class T>
+    requires message_type<std::decay_t<T>>
+  std::size_t broadcast(T&& v) const {
+    return parent().broadcast(std::forward<T>(v), id());
+  }
+
+  /// This child's ref (Rust Bastion's `signature()`), valid across restarts.
+  [[nodiscard]] child_ref signature() const;
+  /// Same as signature().
+  [[nodiscard]] child_ref current() const { return signature(); }
+  /// This child's group.
+  [[nodiscard]] children_ref parent() const;
+  /// The supervisor of this child's group (include bastion/actor/supervisor.hpp to use it).
+  [[nodiscard]] supervisor_ref supervisor() const;
+  /// This child's id.
+  [[nodiscard]] std::uint64_t id() const noexcept;
+  /// Which incarnation runs: 1 for the first start, +1 for each restart.
+  [[nodiscard]] std::uint64_t incarnation() const noexcept { return incarnation_; }
+  /// The message most recently received through this context, if any.
+  [[nodiscard]] const std::optional<message_info>& current_message() const noexcept {
+    return current_;
+  }
+  /// This child's mailbox (its consumer side belongs to this body).
+  [[nodiscard]] mailbox& mailbox_ref() const noexcept;
+
+private:
+  void note(const message& m) noexcept {
+    current_ = message_info{m.kind(), &m.type(), m.sender_id()};
+  }
+
+  std::shared_ptr<detail::child_slot> slot_;
+  std::shared_ptr<detail::group_state> group_;
+  std::uint64_t incarnation_;
+  std::optional<message_info> current_;
+};
+
+} // namespace bastion

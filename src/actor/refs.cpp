@@ -1,0 +1,277 @@
+// src/actor/refs.cpp: paths, addresses, child/children/supervisor refs, the context, and
+// building groups and supervisors (bastion/actor/{address,refs,context,supervisor}.hpp).
+#include <bastion/actor/address.hpp>
+#include <bastion/actor/context.hpp>
+#include <bastion/actor/refs.hpp>
+#include <bastion/actor/supervisor.hpp>
+
+#include "tree.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace bastion {
+
+namespace {
+const std::string& empty_string() noexcept {
+  static const std::string s;
+  return s;
+}
+const path& root_path() noexcept {
+  static const path p;
+  return p;
+}
+} // namespace
+
+// ---- path ----
+
+bool path::is_descendant_of(const path& other) const noexcept {
+  return other.ids_.size() < ids_.size()
+         && std::equal(other.ids_.begin(), other.ids_.end(), ids_.begin());
+}
+
+std::string path::to_string() const {
+  std::string s = "/root";
+  for (auto id : ids_) {
+    s += '/';
+    s += std::to_string(id);
+  }
+  return s;
+}
+
+// ---- address ----
+
+std::uint64_t address::id() const noexcept {
+  return slot_ ? slot_->id : 0;
+}
+const std::string& address::name() const noexcept {
+  return slot_ ? slot_->name : empty_string();
+}
+const path& address::path() const noexcept {
+  return slot_ ? slot_->path : root_path();
+}
+bool address::is_stopped() const noexcept {
+  return !slot_ || slot_->stopped.load(std::memory_order_acquire);
+}
+bool address::send(message&& m) const {
+  if (!slot_) {
+    dead_letters::global().record(std::move(m), dead_letter_reason::unknown_target);
+    return false;
+  }
+  return slot_->mb.try_send(std::move(m));
+}
+
+// ---- child_ref ----
+
+namespace {
+void post_to_parent(const std::shared_ptr<detail::node>& n, detail::sup_event::type t) {
+  if (!n) {
+    return;
+  }
+  if (auto p = n->parent.lock()) {
+    detail::sup_event ev{t};
+    ev.n = n;
+    p->post(std::move(ev));
+  }
+}
+void post_group(const std::shared_ptr<detail::group_state>& g, detail::sup_event::type t) {
+  if (!g) {
+    return;
+  }
+  if (auto p = g->sup.lock()) {
+    detail::sup_event ev{t};
+    ev.group = g;
+    p->post(std::move(ev));
+  }
+}
+} // namespace
+
+void child_ref::stop() const {
+  post_to_parent(addr_.slot(), detail::sup_event::type::stop_node);
+}
+void child_ref::kill() const {
+  post_to_parent(addr_.slot(), detail::sup_event::type::kill_node);
+}
+
+// ---- children_ref ----
+
+std::uint64_t children_ref::id() const noexcept {
+  return g_ ? g_->id : 0;
+}
+const std::string& children_ref::name() const noexcept {
+  return g_ ? g_->spec.name : empty_string();
+}
+const path& children_ref::path() const noexcept {
+  return g_ ? g_->path : root_path();
+}
+std::vector<child_ref> children_ref::elems() const {
+  std::vector<child_ref> out;
+  if (!g_) {
+    return out;
+  }
+  std::lock_guard lock(g_->mu);
+  out.reserve(g_->members.size());
+  for (const auto& s : g_->members) {
+    out.emplace_back(address{s});
+  }
+  return out;
+}
+void children_ref::stop() const {
+  post_group(g_, detail::sup_event::type::stop_group);
+}
+void children_ref::kill() const {
+  post_group(g_, detail::sup_event::type::kill_group);
+}
+
+// ---- context ----
+
+context::context(
+    std::shared_ptr<detail::child_slot> slot,
+    std::shared_ptr<detail::group_state> group,
+    std::uint64_t incarnation) noexcept
+    : slot_(std::move(slot))
+    , group_(std::move(group))
+    , incarnation_(incarnation) {
+}
+
+context::recv_operation context::recv() noexcept {
+  return recv_operation{*this, slot_->mb};
+}
+std::optional<message> context::try_recv() {
+  auto m = slot_->mb.try_recv();
+  if (m) {
+    note(*m);
+  }
+  return m;
+}
+child_ref context::signature() const {
+  return child_ref{address{slot_}};
+}
+children_ref context::parent() const {
+  return children_ref{group_};
+}
+supervisor_ref context::supervisor() const {
+  return supervisor_ref{slot_->parent.lock()};
+}
+std::uint64_t context::id() const noexcept {
+  return slot_->id;
+}
+mailbox& context::mailbox_ref() const noexcept {
+  return slot_->mb;
+}
+
+// ---- supervisor_ref and builder ----
+
+std::uint64_t supervisor_ref::id() const noexcept {
+  return c_ ? c_->id : 0;
+}
+const path& supervisor_ref::path() const noexcept {
+  return c_ ? c_->path : root_path();
+}
+void supervisor_ref::strategy(supervision_strategy s) const {
+  if (c_) {
+    detail::sup_event ev{detail::sup_event::type::set_strategy};
+    ev.strategy = s;
+    c_->post(std::move(ev));
+  }
+}
+void supervisor_ref::stop() const {
+  if (c_) {
+    c_->post(detail::sup_event{detail::sup_event::type::stop});
+  }
+}
+void supervisor_ref::kill() const {
+  if (c_) {
+    c_->post(detail::sup_event{detail::sup_event::type::kill});
+  }
+}
+
+supervisor_builder& supervisor_builder::strategy(supervision_strategy s) {
+  c_->strategy.store(s, std::memory_order_relaxed);
+  return *this;
+}
+supervisor_builder& supervisor_builder::restart(restart_strategy r) {
+  c_->restart = r;
+  return *this;
+}
+
+namespace detail {
+
+children_ref
+add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, bool post) {
+  if (!sup) {
+    throw std::invalid_argument("bastion: adding a children group to an empty supervisor_ref");
+  }
+  if (!spec.exec) {
+    throw std::invalid_argument("bastion::children_builder: exec is not set");
+  }
+  const auto id = next_node_id();
+  auto p = sup->path.child(id);
+  if (spec.name.empty()) {
+    spec.name = fmt::format("children-{}", id);
+  }
+  const std::string name = spec.name;
+  const auto cfg = spec.mailbox;
+  const auto n = spec.redundancy;
+  auto g = std::make_shared<group_state>(id, p, std::move(spec), sup, sup->sys);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto cid = next_node_id();
+    auto slot = std::make_shared<child_slot>(cid, p.child(cid), name, sup, sup->sys, g, cfg);
+    g->slots.push_back(slot);
+  }
+  g->members = g->slots;
+  {
+    std::lock_guard lock(sup->sys->mu);
+    sup->sys->names.emplace(name, g);
+  }
+  if (post) {
+    sup_event ev{sup_event::type::add_group};
+    ev.group = g;
+    if (!sup->post(std::move(ev))) {
+      // The supervisor is gone for good: so is the group.
+      for (auto& slot : g->slots) {
+        slot->state = node::run_state::stopped;
+        slot->stopped.store(true, std::memory_order_release);
+        slot->mb.close();
+      }
+      std::lock_guard lock(g->mu);
+      g->members.clear();
+    }
+  } else {
+    sup->elements.push_back({g, nullptr});
+  }
+  return children_ref{g};
+}
+
+std::shared_ptr<supervisor_core> make_supervisor(const std::shared_ptr<supervisor_core>& sup) {
+  if (!sup) {
+    throw std::invalid_argument("bastion: adding a supervisor to an empty supervisor_ref");
+  }
+  const auto id = next_node_id();
+  return std::make_shared<supervisor_core>(id, sup->path.child(id), sup, sup->sys);
+}
+
+void attach_supervisor(
+    const std::shared_ptr<supervisor_core>& sup,
+    const std::shared_ptr<supervisor_core>& child,
+    bool post) {
+  if (post) {
+    sup_event ev{sup_event::type::add_supervisor};
+    ev.sup = child;
+    if (!sup->post(std::move(ev))) {
+      child->state = node::run_state::stopped;
+      child->stopped.store(true, std::memory_order_release);
+      finalize_subtree(*child, false);
+      child->control.close();
+    }
+  } else {
+    sup->elements.push_back({nullptr, child});
+  }
+}
+
+} // namespace detail
+} // namespace bastion

@@ -1,0 +1,225 @@
+// src/actor/system.cpp: bastion::system and the default system's free functions
+// (bastion/actor/system.hpp).
+#include <bastion/actor/system.hpp>
+#include <bastion/log.hpp>
+
+#include "tree.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+namespace bastion {
+
+namespace detail {
+
+system_core::system_core() {
+  // Built first, so destroyed after any system (which may log while it stops).
+  (void)logger();
+  (void)dead_letters::global();
+  (void)control_sink();
+}
+
+void system_core::mark_stopped() {
+  {
+    std::lock_guard lock(mu);
+    stopped = true;
+  }
+  cv.notify_all();
+}
+
+} // namespace detail
+
+namespace {
+runtime_config checked(const config& cfg) {
+  if (cfg.runtime().workers() && *cfg.runtime().workers() == 0) {
+    throw std::invalid_argument("bastion::config: workers must be at least 1 (got 0)");
+  }
+  if (cfg.log_level()) {
+    set_log_level(*cfg.log_level());
+  }
+  return cfg.runtime();
+}
+} // namespace
+
+system::system(config cfg)
+    : rt_(std::make_unique<bastion::runtime>(checked(cfg)))
+    , core_(std::make_shared<detail::system_core>()) {
+  core_->rt = rt_.get();
+  const auto id = detail::next_node_id();
+  root_ = std::make_shared<detail::supervisor_core>(
+      id, path{}, std::weak_ptr<detail::supervisor_core>{}, core_);
+}
+
+system::~system() {
+  stop();
+  block_until_stopped();
+  // Whatever is left (backoff timers) is cancelled; then the tree can be released.
+  rt_->shutdown();
+}
+
+void system::start() {
+  std::lock_guard lock(core_->mu);
+  if (core_->stop_requested || core_->stopped) {
+    throw std::logic_error("bastion::system::start: the system was stopped");
+  }
+  if (core_->started) {
+    return;
+  }
+  core_->started = true;
+  root_->incarnation = 1;
+  root_->state = detail::node::run_state::running;
+  root_->handle = rt_->spawn(detail::run_supervisor(root_, 1, std::nullopt));
+  logger().info("bastion: system started ({} workers)", rt_->worker_count());
+}
+
+void system::stop() {
+  {
+    std::unique_lock lock(core_->mu);
+    if (core_->stop_requested) {
+      return;
+    }
+    core_->stop_requested = true;
+    if (!core_->started) {
+      // Nothing ever ran: close everything on this thread (no proc touches the tree).
+      lock.unlock();
+      root_->state = detail::node::run_state::down;
+      detail::finalize_subtree(*root_, false);
+      root_->stopped.store(true, std::memory_order_release);
+      root_->control.close();
+      while (auto m = root_->control.try_recv()) {
+        auto* ev = static_cast<detail::sup_event*>(m->get()->data());
+        if (ev->group) {
+          for (auto& slot : ev->group->slots) {
+            slot->stopped.store(true, std::memory_order_release);
+            slot->mb.close();
+            slot->mb.drain_to_dead_letters();
+          }
+          std::lock_guard glock(ev->group->mu);
+          ev->group->members.clear();
+        }
+        if (ev->sup) {
+          detail::finalize_subtree(*ev->sup, false);
+          ev->sup->control.close();
+        }
+      }
+      core_->mark_stopped();
+      return;
+    }
+  }
+  root_->post(detail::sup_event{detail::sup_event::type::stop});
+}
+
+void system::kill() {
+  {
+    std::lock_guard lock(core_->mu);
+    if (!core_->started) {
+      // Nothing runs: same as stop().
+      if (core_->stop_requested) {
+        return;
+      }
+    } else {
+      core_->stop_requested = true;
+      root_->post(detail::sup_event{detail::sup_event::type::kill});
+      return;
+    }
+  }
+  stop();
+}
+
+void system::block_until_stopped() {
+  std::unique_lock lock(core_->mu);
+  core_->cv.wait(lock, [&] { return core_->stopped; });
+}
+
+bool system::block_until_stopped_for(std::chrono::milliseconds d) {
+  std::unique_lock lock(core_->mu);
+  return core_->cv.wait_for(lock, d, [&] { return core_->stopped; });
+}
+
+bool system::is_running() const noexcept {
+  std::lock_guard lock(core_->mu);
+  return core_->started && !core_->stopped;
+}
+
+bool system::is_stopped() const noexcept {
+  std::lock_guard lock(core_->mu);
+  return core_->stopped;
+}
+
+supervisor_ref system::root() const {
+  return supervisor_ref{root_};
+}
+
+std::optional<children_ref> system::find_group(std::string_view name) const {
+  std::lock_guard lock(core_->mu);
+  auto [b, e] = core_->names.equal_range(name);
+  std::optional<children_ref> found;
+  for (auto it = b; it != e;) {
+    auto g = it->second.lock();
+    if (!g) {
+      it = core_->names.erase(it);
+      continue;
+    }
+    if (!found) {
+      std::lock_guard glock(g->mu);
+      if (!g->members.empty()) {
+        found = children_ref{g};
+      }
+    }
+    ++it;
+  }
+  return found;
+}
+
+bastion::dead_letters& system::dead_letters() const noexcept {
+  return *core_->sink;
+}
+
+bastion::runtime& system::runtime() const noexcept {
+  return *rt_;
+}
+
+namespace {
+std::mutex g_init_mu;
+std::optional<config> g_init_cfg;
+bool g_global_built = false;
+} // namespace
+
+void system::init(config cfg) {
+  std::lock_guard lock(g_init_mu);
+  if (g_global_built) {
+    throw std::logic_error("bastion::init: the default system exists already");
+  }
+  g_init_cfg = std::move(cfg);
+}
+
+system& system::global() {
+  static system s{[] {
+    std::lock_guard lock(g_init_mu);
+    g_global_built = true;
+    return g_init_cfg.value_or(config{});
+  }()};
+  return s;
+}
+
+void init(config cfg) {
+  system::init(std::move(cfg));
+}
+void start() {
+  system::global().start();
+}
+void stop() {
+  system::global().stop();
+}
+void kill() {
+  system::global().kill();
+}
+void block_until_stopped() {
+  system::global().block_until_stopped();
+}
+
+} // namespace bastion
