@@ -13,6 +13,8 @@
 #include <bastion/lightproc/task.hpp>
 #include <bastion/lightproc/this_proc.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -29,22 +31,11 @@
 
 namespace {
 
+using namespace bastion::test;
+
 using namespace std::chrono_literals;
 using bastion::join_handle;
 using bastion::task;
-
-/// Polls `pred` until it holds or `limit` passes (a liveness bound, not a speed check).
-template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 task<int> blocking_value(int v) {
   co_return co_await bastion::spawn_blocking([v] { return v * 2; });

@@ -12,6 +12,8 @@
 #include <bastion/lightproc/task.hpp>
 #include <bastion/lightproc/this_proc.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -28,26 +30,11 @@
 
 namespace {
 
+using namespace bastion::test;
+
 using namespace std::chrono_literals;
 using bastion::proc_stack;
 using bastion::task;
-
-bastion::runtime_config workers(std::size_t n) {
-  return bastion::runtime_config{}.workers(n);
-}
-
-/// Polls `pred` until it holds or `limit` passes (a liveness bound, not a speed check).
-template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 /// Events recorded from callbacks (worker threads) and the body, in the order they happened.
 struct event_log {

@@ -15,6 +15,8 @@
 
 #include <bastion/detail/proc.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 #include <sys/resource.h>
 
@@ -34,26 +36,11 @@
 
 namespace {
 
+using namespace bastion::test;
+
 using namespace std::chrono_literals;
 using bastion::join_handle;
 using bastion::task;
-
-bastion::runtime_config workers(std::size_t n) {
-  return bastion::runtime_config{}.workers(n);
-}
-
-/// Polls `pred` until it holds or `limit` passes (a liveness bound, not a speed check).
-template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 template <class F>
 std::string invalid_argument_message(F&& f) {
@@ -72,44 +59,6 @@ sum_of(const bastion::runtime_stats& s, std::uint64_t bastion::worker_stats::* f
     total += w.*field;
   }
   return total;
-}
-
-/// A latch a proc can block its worker on; the test opens it.
-struct gate {
-  std::atomic<bool> entered{false};
-  std::atomic<bool> open{false};
-};
-
-task<int> hold_worker(gate* g) {
-  g->entered.store(true);
-  while (!g->open.load()) {
-    std::this_thread::yield();
-  }
-  co_return 1;
-}
-
-/// Counts destructions of live (not moved-from) instances.
-class tracked {
-public:
-  explicit tracked(std::atomic<int>* destroyed)
-      : destroyed_(destroyed) {}
-  tracked(tracked&& o) noexcept
-      : destroyed_(std::exchange(o.destroyed_, nullptr)) {}
-  tracked(const tracked&) = delete;
-  tracked& operator=(const tracked&) = delete;
-  tracked& operator=(tracked&&) = delete;
-  ~tracked() {
-    if (destroyed_ != nullptr) {
-      destroyed_->fetch_add(1);
-    }
-  }
-
-private:
-  std::atomic<int>* destroyed_;
-};
-
-task<int> value_of(int v) {
-  co_return v;
 }
 
 task<int> throws_logic_error() {

@@ -11,6 +11,8 @@
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -27,27 +29,12 @@
 
 namespace {
 
+using namespace bastion::test;
+
 using namespace std::chrono_literals;
 using bastion::clock;
 using bastion::join_handle;
 using bastion::task;
-
-bastion::runtime_config workers(std::size_t n) {
-  return bastion::runtime_config{}.workers(n);
-}
-
-/// Polls `pred` until it holds or `limit` passes (a liveness bound, not a speed check).
-template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit = 30s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > until) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 std::uint64_t timers_fired(const bastion::runtime& rt) {
   std::uint64_t n = 0;
@@ -56,26 +43,6 @@ std::uint64_t timers_fired(const bastion::runtime& rt) {
   }
   return n;
 }
-
-/// Counts destructions of live (not moved-from) instances.
-class tracked {
-public:
-  explicit tracked(std::atomic<int>* destroyed)
-      : destroyed_(destroyed) {}
-  tracked(tracked&& o) noexcept
-      : destroyed_(std::exchange(o.destroyed_, nullptr)) {}
-  tracked(const tracked&) = delete;
-  tracked& operator=(const tracked&) = delete;
-  tracked& operator=(tracked&&) = delete;
-  ~tracked() {
-    if (destroyed_ != nullptr) {
-      destroyed_->fetch_add(1);
-    }
-  }
-
-private:
-  std::atomic<int>* destroyed_;
-};
 
 /// Wake-up log shared by sleepers: (deadline, arming order) in the order they resumed.
 struct wake_log {

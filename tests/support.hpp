@@ -1,0 +1,74 @@
+// tests/support.hpp: helpers shared by the test files (runtime configs, liveness waits,
+// destruction counters, a gate that holds a worker).
+#pragma once
+
+#include <bastion/executor/runtime_config.hpp>
+#include <bastion/lightproc/task.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <thread>
+#include <utility>
+
+namespace bastion::test {
+
+/// A runtime_config with `n` workers.
+inline bastion::runtime_config workers(std::size_t n) {
+  return bastion::runtime_config{}.workers(n);
+}
+
+/// Polls `pred` until it holds or `limit` passes (a liveness bound, not a speed check).
+template <class Pred>
+bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+/// Counts destructions of live (not moved-from) instances.
+class tracked {
+public:
+  explicit tracked(std::atomic<int>* destroyed)
+      : destroyed_(destroyed) {}
+  tracked(tracked&& o) noexcept
+      : destroyed_(std::exchange(o.destroyed_, nullptr)) {}
+  tracked(const tracked&) = delete;
+  tracked& operator=(const tracked&) = delete;
+  tracked& operator=(tracked&&) = delete;
+  ~tracked() {
+    if (destroyed_ != nullptr) {
+      destroyed_->fetch_add(1);
+    }
+  }
+
+private:
+  std::atomic<int>* destroyed_;
+};
+
+/// A latch a proc can block its worker on; the test opens it.
+struct gate {
+  std::atomic<bool> entered{false};
+  std::atomic<bool> open{false};
+};
+
+/// Blocks its worker thread (on purpose) until the gate opens.
+inline bastion::task<int> hold_worker(gate* g) {
+  g->entered.store(true);
+  while (!g->open.load()) {
+    std::this_thread::yield();
+  }
+  co_return 1;
+}
+
+/// A task that returns `v`.
+inline bastion::task<int> value_of(int v) {
+  co_return v;
+}
+
+} // namespace bastion::test
