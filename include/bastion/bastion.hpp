@@ -3,6 +3,7 @@
 
 #include <bastion/config.hpp>
 
+#include <bastion/actor/actor.hpp>
 #include <bastion/executor/blocking.hpp>
 #include <bastion/executor/runtime.hpp>
 #include <bastion/executor/runtime_config.hpp>
