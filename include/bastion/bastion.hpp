@@ -12,6 +12,7 @@
 #include <bastion/executor/stats.hpp>
 #include <bastion/executor/topology.hpp>
 #include <bastion/lightproc/errors.hpp>
+#include <bastion/lightproc/fiber.hpp>
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/proc_stack.hpp>
 #include <bastion/lightproc/task.hpp>
