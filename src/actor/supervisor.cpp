@@ -5,6 +5,8 @@
 // only post events into its control mailbox. Semantics: Erlang/OTP's supervisor behaviour
 // (strategies, intensity, escalation, shutdown in reverse start order).
 #include <bastion/actor/context.hpp>
+#include <bastion/actor/dispatcher.hpp>
+#include <bastion/actor/distributor.hpp>
 #include <bastion/actor/supervisor.hpp>
 #include <bastion/executor/sleep.hpp>
 #include <bastion/log.hpp>
@@ -18,6 +20,7 @@
 #include <cmath>
 #include <deque>
 #include <exception>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -86,6 +89,45 @@ void guarded(const char* what, const node& n, F&& f) noexcept {
   }
 }
 
+/// Routing membership (docs/routing.md): a child joins its group's distributors and
+/// dispatchers when an incarnation starts and leaves them when it ends (stop, fault, finish).
+/// Both are idempotent; called on the supervisor's proc (or while no proc runs the tree).
+void join_routes(const std::shared_ptr<child_slot>& slot, const group_state& g) noexcept {
+  if (g.spec.distributors.empty() && g.spec.dispatchers.empty()) {
+    return;
+  }
+  const address a{slot};
+  for (const auto& d : g.spec.distributors) {
+    guarded("distributor join", *slot, [&] { detail::distributor_join(d.state(), a); });
+  }
+  for (const auto& d : g.spec.dispatchers) {
+    guarded(
+        "dispatcher on_register", *slot, [&] { detail::dispatcher_join(d.state(), child_ref{a}); });
+  }
+}
+void leave_routes(const std::shared_ptr<child_slot>& slot, const group_state& g) noexcept {
+  if (g.spec.distributors.empty() && g.spec.dispatchers.empty()) {
+    return;
+  }
+  const address a{slot};
+  for (const auto& d : g.spec.distributors) {
+    guarded("distributor leave", *slot, [&] { detail::distributor_leave(d.state(), a); });
+  }
+  for (const auto& d : g.spec.dispatchers) {
+    guarded(
+        "dispatcher on_remove", *slot, [&] { detail::dispatcher_leave(d.state(), child_ref{a}); });
+  }
+}
+void leave_routes(node& n) noexcept {
+  if (n.kind_ != node::kind::actor) {
+    return;
+  }
+  auto slot = std::static_pointer_cast<child_slot>(n.shared_from_this());
+  if (auto g = slot->group.lock()) {
+    leave_routes(slot, *g);
+  }
+}
+
 /// One actor incarnation: runs the body, then reports its outcome to the supervisor.
 task<> run_actor(
     std::shared_ptr<child_slot> s, std::shared_ptr<group_state> g, std::uint64_t incarnation) {
@@ -151,6 +193,7 @@ void finalize_node(node& n, bool callbacks) noexcept {
   const bool ran = n.incarnation > 0;
   n.state = node::run_state::stopped;
   n.stopped.store(true, std::memory_order_release);
+  leave_routes(n);
   if (n.kind_ == node::kind::actor) {
     auto& slot = static_cast<child_slot&>(n);
     slot.mb.close();
@@ -200,6 +243,11 @@ public:
         start_node(n, restart ? &*restart : nullptr);
       }
     }
+    for (auto& e : s.elements) {
+      if (e.group) {
+        arm_heartbeat(e.group);
+      }
+    }
     for (;;) {
       message m = co_await s.control.recv();
       auto& ev = *static_cast<sup_event*>(m.get()->data());
@@ -220,6 +268,7 @@ public:
         for (auto& slot : ev.group->slots) {
           start_node(slot, nullptr);
         }
+        arm_heartbeat(ev.group);
         break;
       case sup_event::type::add_supervisor:
         s.elements.push_back({nullptr, ev.sup});
@@ -229,8 +278,16 @@ public:
       case sup_event::type::kill_node:
         co_await stop_node(ev.n, true, ev.t == sup_event::type::stop_node);
         break;
+      case sup_event::type::heartbeat:
+        if (ev.incarnation == incarnation_) {
+          armed_.erase(ev.group.get());
+          co_await on_heartbeat(ev.group);
+          arm_heartbeat(ev.group);
+        }
+        break;
       case sup_event::type::stop_group:
       case sup_event::type::kill_group:
+        ev.group->halted = true;
         for (auto it = ev.group->slots.rbegin(); it != ev.group->slots.rend(); ++it) {
           co_await stop_node(*it, true, ev.t == sup_event::type::stop_group);
         }
@@ -303,6 +360,7 @@ private:
       n->incarnation += 1;
       n->state = node::run_state::running;
       n->handle = rt->spawn(run_actor(slot, g, n->incarnation));
+      join_routes(slot, *g);
       if (restart) {
         if (g->spec.after_restart) {
           guarded("after_restart", *n, [&] { g->spec.after_restart(ref, why); });
@@ -337,6 +395,7 @@ private:
       }
       (void)co_await std::move(n->handle).recover();
       n->state = node::run_state::down;
+      leave_routes(*n);
     } else if (n->state == node::run_state::pending) {
       n->state = node::run_state::down;
     }
@@ -350,6 +409,90 @@ private:
     auto all = flatten();
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
       co_await stop_node(*it, permanent, callbacks);
+    }
+  }
+
+  /// Starts the group's heartbeat timer (a one-shot proc posting `heartbeat` to this
+  /// supervisor; re-armed after each evaluation) when it has a resizer and none is pending.
+  void arm_heartbeat(const std::shared_ptr<group_state>& g) {
+    if (!g->spec.resize || g->halted || !armed_.insert(g.get()).second) {
+      return;
+    }
+    sup_event ev{sup_event::type::heartbeat};
+    ev.group = g;
+    ev.incarnation = incarnation_;
+    self_->sys->rt->spawn(backoff_timer(self_, g->spec.heartbeat, std::move(ev))).detach();
+  }
+
+  /// Starts one more member of `g` (a new slot; its mailbox is new).
+  void grow(const std::shared_ptr<group_state>& g) {
+    auto& s = *self_;
+    const auto cid = next_node_id();
+    auto slot = std::make_shared<child_slot>(
+        cid, g->path.child(cid), g->spec.name, self_, s.sys, g, g->spec.mailbox);
+    g->slots.push_back(slot);
+    {
+      std::lock_guard lock(g->mu);
+      g->members.push_back(slot);
+    }
+    start_node(slot, nullptr);
+  }
+
+  /// One resizer evaluation (see bastion::resizer for the rules). Bounds count running and
+  /// backoff-pending members.
+  task<> on_heartbeat(std::shared_ptr<group_state> g) {
+    if (!g->spec.resize || g->halted) {
+      co_return;
+    }
+    const auto& r = *g->spec.resize;
+    std::vector<std::shared_ptr<child_slot>> live;
+    std::size_t queued = 0;
+    for (auto& sl : g->slots) {
+      if (sl->state == node::run_state::running || sl->state == node::run_state::pending) {
+        live.push_back(sl);
+        queued += sl->mb.size();
+      }
+    }
+    const std::size_t n = live.size();
+    const double avg = n == 0 ? 0.0 : static_cast<double>(queued) / static_cast<double>(n);
+    auto scaled = [](std::size_t base, double rate) {
+      const auto k = static_cast<std::size_t>(std::llround(static_cast<double>(base) * rate));
+      return std::max<std::size_t>(1, k);
+    };
+    if (n < r.lower()) {
+      for (std::size_t i = n; i < r.lower(); ++i) {
+        grow(g);
+      }
+      logger().debug("bastion: group {} refilled to {} members", g->path, r.lower());
+    } else if (avg > r.upscale_threshold() && n < r.upper()) {
+      const auto add = std::min(r.upper() - n, scaled(n, r.upscale_rate()));
+      for (std::size_t i = 0; i < add; ++i) {
+        grow(g);
+      }
+      logger().debug(
+          "bastion: group {} scaled up to {} (avg mailbox {:.1f})", g->path, n + add, avg);
+    } else if (avg < r.downscale_threshold() && n > r.lower()) {
+      auto remove = std::min(n - r.lower(), scaled(n, r.downscale_rate()));
+      std::vector<std::shared_ptr<child_slot>> victims;
+      for (auto it = live.rbegin(); it != live.rend() && victims.size() < remove; ++it) {
+        if ((*it)->state == node::run_state::running && (*it)->mb.size() == 0) {
+          victims.push_back(*it);
+        }
+      }
+      for (auto& v : victims) {
+        // Out of routing first, so no new routed message picks it; then a graceful stop.
+        leave_routes(v, *g);
+        g->remove_member(v.get());
+        co_await stop_node(v, true, true);
+        std::erase(g->slots, v);
+      }
+      if (!victims.empty()) {
+        logger().debug(
+            "bastion: group {} scaled down to {} (avg mailbox {:.1f})",
+            g->path,
+            n - victims.size(),
+            avg);
+      }
     }
   }
 
@@ -376,6 +519,7 @@ private:
     }
     (void)co_await std::move(n->handle).recover();
     n->state = node::run_state::down;
+    leave_routes(*n); // a failed member leaves its routes; it rejoins when restarted
     if (!ev.failed) {
       logger().debug("bastion: {} finished", n->path);
       finalize_node(*n, true);
@@ -442,6 +586,7 @@ private:
   std::deque<clock::time_point> restart_times_;
   std::uint64_t next_token_ = 0;
   bool gave_up_ = false;
+  std::set<const group_state*> armed_; ///< groups with a pending heartbeat timer
 };
 
 } // namespace

@@ -141,6 +141,7 @@ public:
   const std::shared_ptr<system_core> sys;
 
   std::vector<std::shared_ptr<child_slot>> slots; ///< creation thread, then supervisor proc
+  bool halted = false; ///< supervisor proc: stopped as a whole (no more resizing)
 
   mutable std::mutex mu;
   std::vector<std::shared_ptr<child_slot>> members; ///< guarded by mu
@@ -162,6 +163,7 @@ struct sup_event {
     set_strategy,   ///< strategy
     stop,           ///< permanent: for good (true) or down, to be restarted (false)
     kill,
+    heartbeat, ///< group, incarnation: evaluate the group's resizer, re-arm
   };
   explicit sup_event(type what) noexcept
       : t(what) {}

@@ -3,17 +3,23 @@
 #pragma once
 
 #include <bastion/actor/context.hpp>
+#include <bastion/actor/dispatcher.hpp>
+#include <bastion/actor/distributor.hpp>
 #include <bastion/actor/mailbox.hpp>
 #include <bastion/actor/refs.hpp>
+#include <bastion/actor/resizer.hpp>
 #include <bastion/actor/restart.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace bastion {
 
@@ -29,6 +35,10 @@ struct children_spec {
   std::function<void(const child_ref&, const failure&)> before_restart;
   std::function<void(const child_ref&, const failure&)> after_restart;
   std::function<void(const child_ref&)> after_stop;
+  std::vector<distributor> distributors;
+  std::vector<dispatcher> dispatchers;
+  std::optional<bastion::resizer> resize;
+  std::chrono::milliseconds heartbeat{100};
 };
 
 template <class F>
@@ -89,7 +99,7 @@ public:
     if (n < 1) {
       throw std::invalid_argument("bastion::children_builder: redundancy must be at least 1");
     }
-    spec_.redundancy = n;
+    spec_.redundancy = spec_.resize ? spec_.resize->clamp(n) : n;
     return *this;
   }
   /// The actor body: a callable `task<>(bastion::context&)`, called anew on every start.
@@ -133,6 +143,47 @@ public:
   template <class F>
   children_builder& after_stop(F&& f) {
     spec_.after_stop = detail::wrap_child_callback(std::forward<F>(f));
+    return *this;
+  }
+
+  /// Subscribes the group to `d`: each child joins it when it starts, leaves it when it stops
+  /// or fails, and joins again when restarted (whichever way the group is created). May be
+  /// called for several distributors. Marks `d` known at once (before start, sends to it throw
+  /// distributor_error no_recipients rather than no_such_distributor). Throws
+  /// std::invalid_argument for an empty handle.
+  children_builder& distributor(const bastion::distributor& d) {
+    if (!d.state()) {
+      throw std::invalid_argument("bastion::children_builder: empty distributor handle");
+    }
+    detail::distributor_mark_known(d.state());
+    spec_.distributors.push_back(d);
+    return *this;
+  }
+  /// Registers the group's children with `d` (same membership rules as distributor()).
+  /// Throws std::invalid_argument for an empty handle.
+  children_builder& dispatcher(const bastion::dispatcher& d) {
+    if (!d.state()) {
+      throw std::invalid_argument("bastion::children_builder: empty dispatcher handle");
+    }
+    spec_.dispatchers.push_back(d);
+    return *this;
+  }
+  /// Auto-scales the group between r.lower() and r.upper() (see bastion::resizer); the
+  /// redundancy is clamped into those bounds. Evaluated on every heartbeat tick.
+  children_builder& resizer(const bastion::resizer& r) {
+    spec_.resize = r;
+    spec_.redundancy = r.clamp(spec_.redundancy);
+    return *this;
+  }
+  /// The resizer's evaluation period (any duration, rounded up to whole ms; default 100 ms).
+  /// Throws std::invalid_argument when not positive. Without a resizer it has no effect.
+  template <class Rep, class Period>
+  children_builder& heartbeat(std::chrono::duration<Rep, Period> d) {
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(d);
+    if (ms.count() <= 0) {
+      throw std::invalid_argument("bastion::children_builder: heartbeat must be positive");
+    }
+    spec_.heartbeat = ms;
     return *this;
   }
 
