@@ -59,6 +59,9 @@ system::~system() {
   block_until_stopped();
   // Whatever is left (backoff timers) is cancelled; then the tree can be released.
   rt_->shutdown();
+  // The root incarnation's frame holds the root node (its parameter); the node holds the
+  // handle, which keeps the finished frame alive: drop it to break the cycle.
+  root_->handle.detach();
 }
 
 void system::start() {
