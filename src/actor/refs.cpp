@@ -64,6 +64,9 @@ bool address::send(message&& m) const {
   }
   return slot_->mb.try_send(std::move(m));
 }
+mailbox* address::mailbox_ptr() const noexcept {
+  return slot_ ? &slot_->mb : nullptr;
+}
 
 // ---- child_ref ----
 

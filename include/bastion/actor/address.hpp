@@ -2,14 +2,19 @@
 // bastion::address (a child's stable, restart-proof mailbox address).
 #pragma once
 
+#include <bastion/actor/dead_letters.hpp>
+#include <bastion/actor/mailbox.hpp>
 #include <bastion/actor/message.hpp>
 
 #include <fmt/format.h>
 
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bastion {
@@ -73,9 +78,20 @@ public:
   /// True once the child is stopped for good (its mailbox is closed).
   [[nodiscard]] bool is_stopped() const noexcept;
   /// Queues `m` without waiting (mailbox::try_send). False when it went to dead letters:
-  /// stopped child (stopped_target), full mailbox (mailbox_full), empty address
-  /// (unknown_target). O(1), lock-free.
+  /// stopped child (stopped_target), full mailbox (mailbox_full: reject, or backpressure
+  /// while full), empty address (unknown_target). O(1), lock-free.
   bool send(message&& m) const;
+
+  class send_operation;
+  /// Sends `m`, waiting for room under the backpressure policy (mailbox::send): the awaiter
+  /// yields true when queued, false when the message went to dead letters (stopped child:
+  /// stopped_target; full under reject: mailbox_full; empty address: unknown_target of
+  /// dead_letters::global()). Without backpressure it completes at once like send(m).
+  /// Awaiting it must happen on a bastion proc when it has to wait (else std::logic_error).
+  send_operation send_awaitable(message&& m) const noexcept;
+
+  /// Internal: the child's mailbox (nullptr for an empty address).
+  [[nodiscard]] mailbox* mailbox_ptr() const noexcept;
   /// Internal: the slot.
   [[nodiscard]] const std::shared_ptr<detail::child_slot>& slot() const noexcept { return slot_; }
 
@@ -84,6 +100,44 @@ public:
 private:
   std::shared_ptr<detail::child_slot> slot_;
 };
+
+/// Awaiter of address::send_awaitable (and child_ref::send, context::send): keeps the slot
+/// alive while it waits. Immovable (it may wait in the mailbox's sender list). A message it
+/// holds when destroyed unawaited is dropped like any destroyed message (an ask: no_reply).
+class [[nodiscard]] address::send_operation {
+public:
+  send_operation(address a, message&& m) noexcept
+      : a_(std::move(a)) {
+    if (auto* mb = a_.mailbox_ptr()) {
+      op_.emplace(*mb, std::move(m));
+    } else {
+      m_ = std::move(m);
+    }
+  }
+  send_operation(const send_operation&) = delete;
+  send_operation& operator=(const send_operation&) = delete;
+
+  bool await_ready() {
+    if (!op_) {
+      if (m_) {
+        dead_letters::global().record(std::move(m_), dead_letter_reason::unknown_target);
+      }
+      return true;
+    }
+    return op_->await_ready();
+  }
+  bool await_suspend(std::coroutine_handle<> h) { return op_->await_suspend(h); }
+  [[nodiscard]] bool await_resume() const noexcept { return op_ && op_->await_resume(); }
+
+private:
+  address a_;
+  message m_; ///< only for an empty address
+  std::optional<mailbox::send_operation> op_;
+};
+
+inline address::send_operation address::send_awaitable(message&& m) const noexcept {
+  return send_operation{*this, std::move(m)};
+}
 
 } // namespace bastion
 

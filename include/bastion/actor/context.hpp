@@ -82,6 +82,15 @@ public:
   bool tell(const child_ref& to, T&& v) const {
     return to.tell(std::forward<T>(v), id());
   }
+  /// Tells `v` to `to`, with this child as the sender, waiting for room when `to` has a
+  /// full backpressure mailbox: `bool ok = co_await ctx.send(ref, v);` (see child_ref::send).
+  /// Beware of cycles: two actors each waiting to send into the other's full mailbox
+  /// deadlock; tell() never waits.
+  template <class T>
+    requires message_type<std::decay_t<T>>
+  address::send_operation send(const child_ref& to, T&& v) const {
+    return to.send(std::forward<T>(v), id());
+  }
   /// Asks `v` of `to`, with this child as the sender: `co_await ctx.ask<int>(ref, 21)`.
   template <class R, class T>
     requires message_type<std::decay_t<T>> && message_type<R>

@@ -42,12 +42,28 @@ public:
   [[nodiscard]] bool is_stopped() const noexcept { return addr_.is_stopped(); }
 
   /// Tells `v` (moved or copied into a new message). Returns false when it went to dead
-  /// letters (stopped child, full mailbox with reject or backpressure). Never waits. O(1).
+  /// letters (stopped child, full mailbox with reject or backpressure). Never waits: on a
+  /// full backpressure mailbox it fails like reject; use send() to wait for room. O(1).
   /// @param sender the sender's id (0: none; bastion::context::tell fills it in).
   template <class T>
     requires message_type<std::decay_t<T>>
   bool tell(T&& v, std::uint64_t sender = 0) const {
     return addr_.send(message::tell(std::forward<T>(v), sender));
+  }
+
+  /// Tells `v`, waiting for room: `bool ok = co_await ref.send(v);`. With a bounded
+  /// backpressure mailbox that is full, it suspends the sending proc until the child has
+  /// taken enough messages (waiting senders are admitted in FIFO order; per-sender order is
+  /// kept). With any other mailbox it completes at once, exactly like tell(). Yields false
+  /// when the message went to dead letters (stopped child: stopped_target, also when the
+  /// child stops while the sender waits; reject: mailbox_full; empty ref: unknown_target).
+  /// Waiting requires a bastion proc (std::logic_error otherwise). A sender cancelled while
+  /// it waits sends its message to dead letters (mailbox_full).
+  /// Tell vs send: tell never blocks and may fail under backpressure; send may wait.
+  template <class T>
+    requires message_type<std::decay_t<T>>
+  bastion::address::send_operation send(T&& v, std::uint64_t sender = 0) const {
+    return addr_.send_awaitable(message::tell(std::forward<T>(v), sender));
   }
 
   /// Asks `v`, expecting an R: returns the reply future (co_await it). When the message
