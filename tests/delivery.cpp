@@ -372,10 +372,9 @@ TEST_CASE(
 
 TEST_CASE(
     "an ask dropped unanswered is recorded in dead letters (unanswered_ask)",
-    "[delivery][dead_letters][!shouldfail]") {
-  // Spec section 6, "Our rules": an unanswered ask is accounted for in dead letters. Today the
-  // asker gets no_reply but nothing records it (the envelope is destroyed by the handler, and
-  // no one on that path knows the sink). Remove [!shouldfail] once it is recorded.
+    "[delivery][dead_letters]") {
+  // Spec section 6, "Our rules": an unanswered ask is accounted for in dead letters, and the
+  // asker gets no_reply.
   dead_log seen;
   bastion::system sys{test_config()};
   sys.dead_letters().set_handler(

@@ -78,4 +78,10 @@ dead_letters& dead_letters::global() noexcept {
   return sink;
 }
 
+namespace detail {
+void record_unanswered(dead_letters& sink, message&& m) noexcept {
+  sink.record(std::move(m), dead_letter_reason::unanswered_ask);
+}
+} // namespace detail
+
 } // namespace bastion

@@ -225,7 +225,11 @@ std::optional<message> mailbox::try_recv() {
   if (policy_ == overflow_policy::backpressure && has_senders_.load(std::memory_order_seq_cst)) {
     admit_senders();
   }
-  return message::adopt(as_envelope(n));
+  auto* e = as_envelope(n);
+  if (e->kind == message_kind::ask) {
+    e->unanswered_sink = sink_; // dropping it unanswered from here on is a dead letter
+  }
+  return message::adopt(e);
 }
 
 /// Parks the consumer until a sender (or close) wakes it; does not suspend when a message

@@ -24,6 +24,8 @@
 
 namespace bastion {
 
+class dead_letters;
+
 /// How a message is delivered: tell (owned, one receiver), ask (owned, one receiver, one-shot
 /// reply), broadcast (shared and immutable, many receivers).
 enum class message_kind : std::uint8_t { tell, ask, broadcast };
@@ -191,6 +193,10 @@ struct envelope : mpsc_node {
   const std::type_info* type; ///< T (not the shared_ptr, for broadcasts)
   std::uint64_t sender_id;
   reply_handle reply; ///< set for asks; destroying it unanswered sends no_reply
+  /// Set by the mailbox when it hands an ask to its actor: if the message is then destroyed
+  /// with the reply still owed, it is recorded there as unanswered_ask. Only that path sets
+  /// it, so an ask that reaches dead letters for another reason is never counted twice.
+  dead_letters* unanswered_sink = nullptr;
 };
 
 template <class S>
@@ -239,6 +245,13 @@ class reply_future;
 template <class T>
 class question;
 
+class message;
+namespace detail {
+/// Records `m` (an ask destroyed with its reply owed) in `sink` as unanswered_ask; the
+/// asker then gets no_reply. Defined with dead_letters.
+void record_unanswered(dead_letters& sink, message&& m) noexcept;
+} // namespace detail
+
 /// A type-erased, move-only envelope: the kind, the payload, the sender, and for an ask its
 /// reply slot. What mailboxes carry and match() dispatches on.
 ///
@@ -249,10 +262,18 @@ class message {
 public:
   message() noexcept = default;
   message(message&&) noexcept = default;
-  message& operator=(message&&) noexcept = default;
+  message& operator=(message&& o) noexcept {
+    if (this != &o) {
+      account_unanswered();
+      e_ = std::move(o.e_);
+    }
+    return *this;
+  }
   message(const message&) = delete;
   message& operator=(const message&) = delete;
-  ~message() = default;
+  /// An ask its actor received and dropped without replying goes to dead letters
+  /// (unanswered_ask) before the asker gets no_reply.
+  ~message() { account_unanswered(); }
 
   /// A tell of `v` (moved or copied in). @param sender opaque sender id (0: none).
   /// Allocates once. Throws what T's constructor or the allocation throws.
@@ -307,6 +328,13 @@ public:
 private:
   explicit message(std::unique_ptr<detail::envelope> e) noexcept
       : e_(std::move(e)) {}
+
+  void account_unanswered() noexcept {
+    if (e_ && e_->unanswered_sink != nullptr && e_->reply) [[unlikely]] {
+      dead_letters* sink = std::exchange(e_->unanswered_sink, nullptr);
+      detail::record_unanswered(*sink, std::move(*this));
+    }
+  }
   template <class T>
   friend class question;
 
