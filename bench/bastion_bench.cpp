@@ -13,7 +13,10 @@
 // Every workload's master is itself a proc: main() spawns it with runtime::spawn and joins it
 // (the master spawns from a worker, as the Tokio peer does with tokio::spawn).
 //
-// Adding a workload (the actor layer adds skynet, pingpong, ring, counting and fjcreate): write
+// Actor workloads (skynet, pingpong, ring, counting, fjcreate, idle_actors) run on a
+// bastion::system built before the clock starts; each actor is a child of a children group.
+//
+// Adding a workload: write
 // a `bastion::task<std::uint64_t> name(std::uint64_t n)` master and add a row to
 // workload_table(); set `sample_threads` to report threads_peak. A workload that needs more
 // than a master proc (an actor system to build before timing, say) can give its own `run`
@@ -28,6 +31,8 @@
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -128,6 +133,294 @@ bastion::task<std::uint64_t> blocking_mix(std::uint64_t n) {
   co_return sum.load(std::memory_order_relaxed);
 }
 
+// ------------------------------------------------------------ actor layer ----
+//
+// Every actor below is a real child of the actor layer: a member of a children group under the
+// system's root supervisor, with its own mailbox, receiving through context::recv and
+// dispatching with bastion::match. Masters are procs (not actors): they reach actors by tell
+// and ask, and the final result comes back as the reply to an ask.
+
+using bastion::child_ref;
+using bastion::children_builder;
+using bastion::context;
+using bastion::message;
+using bastion::otherwise;
+using bastion::question;
+
+/// The system the actor workloads run on (set by main before the run).
+bastion::system* g_sys = nullptr;
+
+/// Adds a children group of `n` members running `body` under the root supervisor.
+template <class Body>
+bastion::children_ref group(std::string name, std::size_t n, Body body) {
+  return g_sys->children(
+      [&](children_builder& c) { c.name(std::move(name)).redundancy(n).exec(std::move(body)); });
+}
+
+// skynet: a node gets (num, size, parent); a leaf tells num to its parent; an inner node starts
+// a group of 10 children, sums their 10 replies and tells the sum up. The root node is asked.
+struct sk_args {
+  std::uint64_t num;
+  std::uint64_t size;
+  child_ref parent;
+};
+struct sk_root {
+  std::uint64_t size;
+};
+
+bastion::task<> skynet_node(context& ctx) {
+  std::uint64_t num = 0;
+  std::uint64_t size = 1;
+  child_ref parent;
+  std::optional<question<sk_root>> root;
+  bastion::match(
+      co_await ctx.recv(),
+      [&](sk_args&& a) {
+        num = a.num;
+        size = a.size;
+        parent = std::move(a.parent);
+      },
+      [&](question<sk_root> q) {
+        size = q.value().size;
+        root.emplace(std::move(q));
+      },
+      otherwise([](message&&) {}));
+  std::uint64_t result = num;
+  if (size > 1) {
+    const std::uint64_t sub = size / 10;
+    const auto kids = group("skynet", 10, &skynet_node).elems();
+    const auto self = ctx.signature();
+    for (std::uint64_t i = 0; i < 10; ++i) {
+      kids[i].tell(sk_args{num + i * sub, sub, self}, ctx.id());
+    }
+    result = 0;
+    for (int got = 0; got < 10;) {
+      bastion::match(
+          co_await ctx.recv(),
+          [&](std::uint64_t v) {
+            result += v;
+            ++got;
+          },
+          otherwise([](message&&) {}));
+    }
+  }
+  if (root) {
+    root->reply(result);
+  } else {
+    ctx.tell(parent, result);
+  }
+}
+
+bastion::task<std::uint64_t> skynet(std::uint64_t n) {
+  const auto root = group("skynet", 1, &skynet_node).elems().at(0);
+  co_return co_await root.ask<std::uint64_t>(sk_root{n});
+}
+
+// pingpong: ping (asked for N) tells i to pong, pong tells it back, ping sums; N round trips.
+struct pp_refs {
+  child_ref ping;
+  child_ref pong;
+};
+
+bastion::task<std::uint64_t> pingpong(std::uint64_t n) {
+  auto refs = std::make_shared<pp_refs>();
+  refs->pong = group(
+                   "pong",
+                   1,
+                   [refs](context& ctx) -> bastion::task<> {
+                     for (;;) {
+                       bastion::match(
+                           co_await ctx.recv(),
+                           [&](std::uint64_t v) { ctx.tell(refs->ping, v); },
+                           otherwise([](message&&) {}));
+                     }
+                   })
+                   .elems()
+                   .at(0);
+  refs->ping = group(
+                   "ping",
+                   1,
+                   [refs](context& ctx) -> bastion::task<> {
+                     std::optional<question<std::uint64_t>> start;
+                     while (!start) {
+                       bastion::match(
+                           co_await ctx.recv(),
+                           [&](question<std::uint64_t> q) { start.emplace(std::move(q)); },
+                           otherwise([](message&&) {}));
+                     }
+                     const std::uint64_t rounds = start->value();
+                     std::uint64_t sum = 0;
+                     for (std::uint64_t i = 0; i < rounds; ++i) {
+                       ctx.tell(refs->pong, i);
+                       sum += bastion::match(
+                           co_await ctx.recv(),
+                           [](std::uint64_t v) { return v; },
+                           otherwise([](message&&) { return std::uint64_t{0}; }));
+                     }
+                     start->reply(sum);
+                   })
+                   .elems()
+                   .at(0);
+  co_return co_await refs->ping.ask<std::uint64_t>(n);
+}
+
+// counting: the master tells 1..N to a counter, then asks it for the total.
+struct count_get {};
+
+bastion::task<std::uint64_t> counting(std::uint64_t n) {
+  const auto counter = group(
+                           "counter",
+                           1,
+                           [](context& ctx) -> bastion::task<> {
+                             std::uint64_t sum = 0;
+                             for (bool done = false; !done;) {
+                               bastion::match(
+                                   co_await ctx.recv(),
+                                   [&](std::uint64_t v) { sum += v; },
+                                   [&](question<count_get> q) {
+                                     q.reply(sum);
+                                     done = true;
+                                   },
+                                   otherwise([](message&&) {}));
+                             }
+                           })
+                           .elems()
+                           .at(0);
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    counter.tell(i);
+  }
+  co_return co_await counter.ask<std::uint64_t>(count_get{});
+}
+
+// ring: 503 actors (one group); each learns its index and successor from an init message; the
+// one receiving 0 tells its index to a collector actor, which answers the master's ask.
+constexpr std::size_t ring_size = 503;
+struct ring_init {
+  std::uint64_t index;
+  child_ref next;
+  child_ref collector;
+};
+struct ring_wait {};
+
+bastion::task<std::uint64_t> ring(std::uint64_t n) {
+  const auto collector = group(
+                             "ring-collector",
+                             1,
+                             [](context& ctx) -> bastion::task<> {
+                               std::optional<question<ring_wait>> waiting;
+                               std::optional<std::uint64_t> index;
+                               while (!waiting || !index) {
+                                 bastion::match(
+                                     co_await ctx.recv(),
+                                     [&](question<ring_wait> q) { waiting.emplace(std::move(q)); },
+                                     [&](std::uint64_t i) { index = i; },
+                                     otherwise([](message&&) {}));
+                               }
+                               waiting->reply(*index);
+                             })
+                             .elems()
+                             .at(0);
+  const auto members = group("ring", ring_size, [](context& ctx) -> bastion::task<> {
+                         ring_init me;
+                         bastion::match(
+                             co_await ctx.recv(),
+                             [&](ring_init&& i) { me = std::move(i); },
+                             otherwise([](message&&) {}));
+                         for (;;) {
+                           const std::uint64_t k = bastion::match(
+                               co_await ctx.recv(),
+                               [](std::uint64_t v) { return v; },
+                               otherwise([](message&&) { return std::uint64_t{1}; }));
+                           if (k == 0) {
+                             ctx.tell(me.collector, me.index);
+                             co_return;
+                           }
+                           ctx.tell(me.next, k - 1);
+                         }
+                       }).elems();
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    members[i].tell(ring_init{i, members[(i + 1) % members.size()], collector});
+  }
+  auto done = collector.ask<std::uint64_t>(ring_wait{});
+  members[0].tell(n);
+  co_return co_await std::move(done);
+}
+
+// fjcreate: the master creates N actors one by one (a group of one each) and asks each its
+// index; each replies and finishes. Timed until the master holds every reply.
+bastion::task<> fj_body(context& ctx) {
+  bastion::match(
+      co_await ctx.recv(),
+      [](question<std::uint64_t> q) { q.reply(q.value()); },
+      otherwise([](message&&) {}));
+}
+
+bastion::task<std::uint64_t> fjcreate(std::uint64_t n) {
+  std::vector<bastion::reply_future<std::uint64_t>> replies;
+  replies.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    replies.push_back(group("fj", 1, &fj_body).elems().at(0).ask<std::uint64_t>(i));
+  }
+  std::uint64_t sum = 0;
+  for (auto& r : replies) {
+    sum += co_await std::move(r);
+  }
+  co_return sum;
+}
+
+// idle_actors: N idle actors; each is asked once (so its body has run and now waits in recv),
+// then VmRSS is compared with the one before the actors existed.
+std::uint64_t vm_rss_kb() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::strtoull(line.c_str() + 6, nullptr, 10);
+    }
+  }
+  return 0;
+}
+
+bastion::task<> idle_body(context& ctx) {
+  for (;;) {
+    bastion::match(
+        co_await ctx.recv(), [](question<int> q) { q.reply(q.value()); }, otherwise([](message&&) {
+        }));
+  }
+}
+
+std::uint64_t g_idle_bytes = 0;
+
+/// `per_group`: one group of N members (false) or N groups of one (true).
+template <bool PerGroup>
+bastion::task<std::uint64_t> idle_actors(std::uint64_t n) {
+  const std::uint64_t before = vm_rss_kb();
+  std::vector<child_ref> actors;
+  actors.reserve(n);
+  if constexpr (PerGroup) {
+    for (std::uint64_t i = 0; i < n; ++i) {
+      actors.push_back(group("idle", 1, &idle_body).elems().at(0));
+    }
+  } else {
+    actors = group("idle", n, &idle_body).elems();
+  }
+  std::uint64_t answered = 0;
+  constexpr std::size_t batch = 10'000; // bounded number of outstanding asks
+  for (std::size_t from = 0; from < actors.size(); from += batch) {
+    std::vector<bastion::reply_future<int>> rs;
+    for (std::size_t i = from; i < std::min(actors.size(), from + batch); ++i) {
+      rs.push_back(actors[i].ask<int>(1));
+    }
+    for (auto& r : rs) {
+      answered += static_cast<std::uint64_t>(co_await std::move(r));
+    }
+  }
+  const std::uint64_t after = vm_rss_kb();
+  // the refs vector is the master's, not the actors': subtract it
+  const std::uint64_t refs_bytes = actors.capacity() * sizeof(child_ref);
+  g_idle_bytes = ((after - before) * 1024 - std::min((after - before) * 1024, refs_bytes)) / n;
+  co_return answered;
+}
+
 // ------------------------------------------------------------------ table ----
 
 using run_fn = outcome (*)(bastion::runtime&, std::uint64_t);
@@ -148,7 +441,14 @@ std::span<const workload> workload_table() {
       // executor layer
       {"spawn_tasks", &run_master<&spawn_tasks>, false},
       {"blocking_mix", &run_master<&blocking_mix>, true},
-      // actor layer: skynet, pingpong, ring, counting, fjcreate go here
+      // actor layer
+      {"skynet", &run_master<&skynet>, false},
+      {"pingpong", &run_master<&pingpong>, false},
+      {"ring", &run_master<&ring>, false},
+      {"counting", &run_master<&counting>, false},
+      {"fjcreate", &run_master<&fjcreate>, false},
+      {"idle_actors", &run_master<&idle_actors<false>>, false},
+      {"idle_actors_groups", &run_master<&idle_actors<true>>, false},
   };
   return table;
 }
@@ -283,7 +583,12 @@ int main(int argc, char** argv) {
     if (const char* pin = std::getenv("BASTION_BENCH_PIN"); pin != nullptr && pin[0] == '0') {
       cfg.pin_workers(false); // for comparing: the peers' workers are not pinned
     }
-    bastion::runtime rt{cfg};
+    // An actor system (root supervisor, dead letters, group names) over the runtime; the
+    // executor workloads use its runtime directly.
+    bastion::system sys{bastion::config{}.runtime(cfg).log_level("off")};
+    sys.start();
+    g_sys = &sys;
+    bastion::runtime& rt = sys.runtime();
     {
       auto h = rt.spawn(warm_up());
       (void)std::move(h).join();
@@ -297,7 +602,15 @@ int main(int argc, char** argv) {
     } else {
       out = w->run(rt, n);
     }
-    if (w->sample_threads) {
+    if (name.rfind("idle_actors", 0) == 0) {
+      std::printf(
+          "workload=%s peer=bastion n=%llu ms=%.3f result=%llu bytes_per_actor=%llu\n",
+          argv[1],
+          static_cast<unsigned long long>(n),
+          out.ms,
+          static_cast<unsigned long long>(out.result),
+          static_cast<unsigned long long>(g_idle_bytes));
+    } else if (w->sample_threads) {
       std::printf(
           "workload=%s peer=bastion n=%llu ms=%.3f result=%llu threads_peak=%llu\n",
           argv[1],
@@ -317,6 +630,8 @@ int main(int argc, char** argv) {
     if (const char* st = std::getenv("BASTION_BENCH_STATS"); st != nullptr && st[0] == '1') {
       print_stats(rt.stats());
     }
+    sys.kill(); // teardown is not measured; no callbacks needed
+    sys.block_until_stopped();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bastion_bench: %s\n", e.what());
     return 1;

@@ -1,78 +1,66 @@
-// examples/getting_started.cpp: a first tour of bastion's executor layer: spawn procs,
-// await their join handles, sleep on a timer, offload a blocking call, run() from main.
+// examples/getting_started.cpp: the actor version of "Getting started" (shared spec, api.md):
+// a group of four doublers, an ask (21 -> 42), a tell, a broadcast, then a graceful stop.
 #include <bastion/bastion.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
-#include <thread>
-#include <vector>
+#include <utility>
 
 using namespace std::chrono_literals;
 
-namespace {
-
-/// A small computation written as a coroutine.
-bastion::task<long> sum_range(long from, long to) {
-  long s = 0;
-  for (long i = from; i < to; ++i) {
-    s += i;
-  }
-  co_return s;
-}
-
-/// Fans out to four procs, sleeps, reads a file on the blocking pool, then joins.
-bastion::task<long> tour() {
-  std::vector<bastion::join_handle<long>> parts;
-  for (long k = 0; k < 4; ++k) {
-    parts.push_back(bastion::spawn(sum_range(k * 250'000, (k + 1) * 250'000)));
-  }
-  co_await bastion::sleep_for(10ms); // a timer, not a blocked thread
-
-  // Blocking work never runs on a worker: it goes to the adaptive blocking pool.
-  auto lines = co_await bastion::spawn_blocking([] {
-    std::this_thread::sleep_for(5ms); // stands in for a slow syscall
-    std::ifstream in("/proc/self/status");
-    long n = 0;
-    for (std::string line; std::getline(in, line);) {
-      ++n;
-    }
-    return n;
-  });
-  std::printf("read %ld lines of /proc/self/status on a blocking thread\n", lines);
-
-  long total = 0;
-  for (auto& h : parts) {
-    total += co_await std::move(h);
-  }
-  co_return total;
-}
-
-bastion::task<int> fails() {
-  throw std::runtime_error("boom");
-  co_return 0;
-}
-
-} // namespace
-
 int main() {
-  // The default runtime has one pinned worker per logical CPU; run() drives a task on
-  // this thread until it ends.
-  const long total = bastion::run(tour());
-  std::printf("sum of 0..999999 = %ld (expected %ld)\n", total, 999'999L * 1'000'000L / 2);
+  bastion::system sys{bastion::config{}.workers(4)};
+  std::atomic<int> told{0};
 
-  // An exception never kills a worker: the join handle reports it.
-  auto h = bastion::spawn(fails());
-  try {
-    std::move(h).join();
-  } catch (const std::exception& e) {
-    std::printf("the proc failed and its handle says: %s\n", e.what());
+  // A children group: four identical actors running the same body. Each gets its own mailbox.
+  auto doublers = sys.children([&told](bastion::children_builder& c) {
+    c.name("doublers").redundancy(4).exec([&told](bastion::context& ctx) -> bastion::task<> {
+      for (;;) {
+        auto msg = co_await ctx.recv();
+        bastion::match(
+            std::move(msg),
+            [&](bastion::question<int> q) {
+              std::printf(
+                  "doubler %llu asked %d\n", static_cast<unsigned long long>(ctx.id()), q.value());
+              q.reply(q.value() * 2);
+            },
+            [&](const std::string& s) {
+              std::printf(
+                  "doubler %llu told: %s\n", static_cast<unsigned long long>(ctx.id()), s.c_str());
+              told.fetch_add(1);
+            },
+            [&](bastion::broadcast<std::string> const& b) {
+              std::printf(
+                  "doubler %llu got the broadcast: %s\n",
+                  static_cast<unsigned long long>(ctx.id()),
+                  b->c_str());
+              told.fetch_add(1);
+            },
+            bastion::otherwise([](bastion::message&& m) {
+              std::printf("unexpected message of type %s\n", m.type().name());
+            }));
+      }
+    });
+  });
+
+  sys.start();
+  const auto members = doublers.elems();
+  std::printf("the group %s has %zu members\n", doublers.name().c_str(), members.size());
+
+  members[0].tell(std::string{"hello"}); // fire and forget
+  doublers.broadcast(std::string{"to everyone"});
+  // An ask from main: a task that yields the reply (or throws timed_out after 1 s), run on
+  // the system's runtime. FIFO per sender: the tell and the broadcast are handled first.
+  const int answer = sys.runtime().run(members[0].ask<int>(21, 1s));
+  std::printf("ask(21) -> %d\n", answer);
+  for (std::size_t i = 1; i < members.size(); ++i) { // every member handled its broadcast
+    (void)sys.runtime().run(members[i].ask<int>(0, 1s));
   }
-  const auto stats = bastion::runtime::global().stats();
-  std::printf(
-      "%zu workers, %llu procs spawned\n",
-      stats.workers.size(),
-      static_cast<unsigned long long>(stats.procs_spawned));
-  return total == 999'999L * 1'000'000L / 2 ? 0 : 1;
+
+  sys.stop(); // graceful: every child is stopped, then block_until_stopped returns
+  sys.block_until_stopped();
+  std::printf("stopped; %d tells/broadcasts handled\n", told.load());
+  return answer == 42 && told.load() == 5 ? 0 : 1;
 }
