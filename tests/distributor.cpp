@@ -83,9 +83,9 @@ auto worker(recorder& rec) {
 } // namespace
 
 TEST_CASE("tell_one spreads round-robin evenly over the members") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::distributor::named(unique("rr"));
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   sys.children(
       [&](bastion::children_builder& c) { c.redundancy(4).distributor(d).exec(worker(rec)); });
   sys.start();
@@ -102,9 +102,9 @@ TEST_CASE("tell_one spreads round-robin evenly over the members") {
 }
 
 TEST_CASE("tell_everyone reaches each member exactly once") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::distributor::named(unique("all"));
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   sys.children(
       [&](bastion::children_builder& c) { c.redundancy(3).distributor(d).exec(worker(rec)); });
   sys.start();
@@ -120,9 +120,9 @@ TEST_CASE("tell_everyone reaches each member exactly once") {
 }
 
 TEST_CASE("request, request_sync, ask_one and ask_everyone round trips") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::distributor::named(unique("req"));
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   sys.children(
       [&](bastion::children_builder& c) { c.redundancy(3).distributor(d).exec(worker(rec)); });
   sys.start();
@@ -158,9 +158,9 @@ TEST_CASE("no such distributor and no recipients are distributor_error; the mess
   CHECK_THROWS_AS(bastion::run(nobody.request<int>(1)), bastion::distributor_error);
 
   // Known (a builder named it) but no member: before start, and after the group stopped.
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::distributor::named(unique("empty"));
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   auto g = sys.children([&](bastion::children_builder& c) { c.distributor(d).exec(worker(rec)); });
   try {
     (void)d.ask_one<int>(1);
@@ -176,10 +176,10 @@ TEST_CASE("no such distributor and no recipients are distributor_error; the mess
 }
 
 TEST_CASE("a failed member leaves, rejoins on restart, and messages keep flowing") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::distributor::named(unique("restart"));
   std::atomic<int> restarts{0};
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   auto g = sys.children([&](bastion::children_builder& c) {
     c.redundancy(2).distributor(d).exec(worker(rec)).after_restart([&] { restarts.fetch_add(1); });
   });
@@ -201,9 +201,9 @@ TEST_CASE("a failed member leaves, rejoins on restart, and messages keep flowing
 }
 
 TEST_CASE("registration works through every group-creation path") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::distributor::named(unique("paths"));
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   // 1. sys.children before start
   sys.children([&](bastion::children_builder& c) { c.distributor(d).exec(worker(rec)); });
   // 2. supervisor builder .children
@@ -226,8 +226,8 @@ TEST_CASE("registration works through every group-creation path") {
 }
 
 TEST_CASE("subscribe and unsubscribe by hand") {
-  bastion::system sys{test_config()};
   recorder rec;
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   auto g = sys.children([&](bastion::children_builder& c) { c.redundancy(2).exec(worker(rec)); });
   sys.start();
   const auto d = bastion::distributor::named(unique("manual"));
@@ -243,7 +243,6 @@ TEST_CASE("subscribe and unsubscribe by hand") {
 }
 
 TEST_CASE("dispatcher: round-robin by default, custom handler, register/remove notifications") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto name = unique("disp");
   const auto d = bastion::dispatcher::named(name);
@@ -252,6 +251,7 @@ TEST_CASE("dispatcher: round-robin by default, custom handler, register/remove n
   d.on_register([&](const bastion::child_ref&) {
      registered.fetch_add(1);
    }).on_remove([&](const bastion::child_ref&) { removed.fetch_add(1); });
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   auto g = sys.children([&](bastion::children_builder& c) {
     c.redundancy(2).dispatcher(bastion::dispatcher::named(name)).exec(worker(rec));
   });
@@ -280,10 +280,10 @@ TEST_CASE("dispatcher: round-robin by default, custom handler, register/remove n
 }
 
 TEST_CASE("notify_dispatchers sends through the group's dispatchers") {
-  bastion::system sys{test_config()};
   recorder rec;
   const auto d = bastion::dispatcher::named(unique("notify"));
   std::atomic<std::size_t> notified{0};
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   sys.children(
       [&](bastion::children_builder& c) { c.redundancy(2).dispatcher(d).exec(worker(rec)); });
   sys.children([&](bastion::children_builder& c) {

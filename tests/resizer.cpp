@@ -67,10 +67,10 @@ TEST_CASE("resizer validates its bounds and rates") {
 }
 
 TEST_CASE("a flooded group grows up to upper, never past it, and shrinks back to lower") {
-  bastion::system sys{test_config()};
   std::atomic<int> handled{0};
   std::atomic<int> stopped{0};
   const auto d = bastion::distributor::named("resizer-flood");
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   auto g = sys.children([&](bastion::children_builder& c) {
     c.distributor(d)
         .resizer(bastion::resizer{}
@@ -127,8 +127,8 @@ TEST_CASE("a flooded group grows up to upper, never past it, and shrinks back to
 }
 
 TEST_CASE("the resizer refills a group whose members finished, up to lower") {
-  bastion::system sys{test_config()};
   std::atomic<int> starts{0};
+  bastion::system sys{test_config()}; // after the state its actors and callbacks touch
   auto g = sys.children([&](bastion::children_builder& c) {
     c.resizer(bastion::resizer{}.lower(3).upper(4))
         .heartbeat(5ms)
