@@ -8,6 +8,8 @@
 
 #include <bastion/actor/actor.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -27,28 +29,14 @@ using reason = bastion::dead_letter_reason;
 
 namespace {
 
+using namespace bastion::test;
+
 #if BASTION_TSAN
 constexpr std::uint64_t per_sender = 5'000;
 #else
 constexpr std::uint64_t per_sender = 20'000;
 #endif
 constexpr std::uint32_t n_senders = 4;
-
-bastion::config test_config() {
-  return bastion::config{}.workers(2).pin_workers(false).log_level("off");
-}
-
-template <class P>
-bool wait_until(P pred, std::chrono::milliseconds limit = 30s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 /// A sequence-numbered message: the `seq`-th (0-based) of sender `from`.
 struct seq_msg {

@@ -13,6 +13,8 @@
 
 #include <bastion/actor/actor.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -30,6 +32,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using namespace bastion::test;
+
 #if BASTION_TSAN
 constexpr std::uint64_t total = 10'000;
 #else
@@ -39,22 +43,6 @@ constexpr std::size_t n_actors = 4;
 constexpr std::size_t n_senders = 4;
 constexpr std::uint64_t seed = 0x5eed'b451'0000'0001ULL;
 constexpr std::uint64_t crash_per_mille = 10; // 1%
-
-bastion::config test_config() {
-  return bastion::config{}.workers(2).pin_workers(false).log_level("off");
-}
-
-template <class P>
-bool wait_until(P pred, std::chrono::milliseconds limit = 60s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 /// splitmix64: the seeded, stateless PRNG deciding which messages crash their handler.
 std::uint64_t mix(std::uint64_t x) noexcept {

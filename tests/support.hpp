@@ -2,6 +2,7 @@
 // destruction counters, a gate that holds a worker).
 #pragma once
 
+#include <bastion/actor/system.hpp>
 #include <bastion/executor/runtime_config.hpp>
 #include <bastion/lightproc/task.hpp>
 
@@ -29,6 +30,17 @@ bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(30)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+/// Polls `pred` until it holds or `limit` passes (a liveness bound, not a speed check).
+template <class Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+  return eventually(std::move(pred), std::chrono::duration_cast<std::chrono::seconds>(limit));
+}
+
+/// The system config actor tests use: 2 unpinned workers, logging off.
+inline bastion::config test_config() {
+  return bastion::config{}.workers(2).pin_workers(false).log_level("off");
 }
 
 /// Counts destructions of live (not moved-from) instances.

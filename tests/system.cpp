@@ -6,6 +6,8 @@
 
 #include <bastion/actor/actor.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -19,21 +21,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bastion::config test_config() {
-  return bastion::config{}.workers(2).pin_workers(false).log_level("off");
-}
-
-template <class P>
-bool wait_until(P pred, std::chrono::milliseconds limit = 20s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > end) {
-      return false;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using namespace bastion::test;
 
 bastion::task<> idle(bastion::context& ctx) {
   for (;;) {
