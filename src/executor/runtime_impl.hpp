@@ -26,6 +26,26 @@
 
 namespace bastion::detail {
 
+/// Bits of runtime_impl::idle_state_: searching workers (low 16), unparked workers (high 16).
+inline constexpr std::uint32_t searching_one = 1;
+inline constexpr std::uint32_t unparked_one = 1U << 16;
+inline std::uint32_t searching_of(std::uint32_t s) noexcept {
+  return s & 0xFFFFU;
+}
+inline std::uint32_t unparked_of(std::uint32_t s) noexcept {
+  return s >> 16;
+}
+
+/// Steady-clock time as nanoseconds since its epoch (for lock-free deadline words).
+inline std::int64_t to_ns(std::chrono::steady_clock::time_point t) noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+inline std::chrono::steady_clock::time_point from_ns(std::int64_t ns) noexcept {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::nanoseconds(ns)));
+}
+
 /// Puts one thread to sleep until unparked or a deadline passes.
 ///
 /// state_: empty (0) -> parked (1) by the sleeper under mu_; -> notified (2) by unpark from

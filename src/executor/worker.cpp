@@ -1,0 +1,316 @@
+// src/executor/worker.cpp: one executor worker: its loop (LIFO slot, local queue, injector,
+// stealing, timers), parking, and the thread-locals naming the current worker and runtime.
+//
+// After Tokio's multi-threaded scheduler (local ring + LIFO slot + injector checked every 61
+// ticks, steal half, at most half the workers searching, the last searcher re-checks before
+// parking) and the Go runtime (findrunnable / runqsteal, spinning Ms).
+#include "runtime_impl.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+namespace bastion::detail {
+
+namespace {
+thread_local worker* tl_worker = nullptr;
+thread_local runtime_impl* tl_runtime = nullptr;
+
+/// The injector is checked first every this many polls, so that a worker whose local queue
+/// never empties still serves tasks spawned from outside (Tokio uses 61).
+constexpr std::uint64_t global_queue_interval = 61;
+/// Consecutive polls from the LIFO slot before it yields to the queue (Tokio: 3), so a
+/// ping-pong pair of tasks waking each other cannot starve the rest.
+constexpr unsigned max_lifo_polls = 3;
+/// After a steal attempt meets another thief on the victim, take from the injector
+/// instead of stealing for this many polls. This is the congestion trick of the reference
+/// (Rust bastion-executor's run queue: on a contended steal it falls back to the global
+/// queue rather than retrying the victim).
+constexpr unsigned congestion_polls = 32;
+
+/// A worker pushing a burst of tasks looks for a parked worker to wake once per this many
+/// pushes (and whenever its queue turns non-empty).
+constexpr std::uint64_t notify_interval = 16;
+
+/// Steal attempts a searching worker makes, a short pause apart, before it parks.
+constexpr unsigned spin_rounds = 32;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+std::uint32_t xorshift(std::uint32_t& s) {
+  s ^= s << 13;
+  s ^= s >> 17;
+  s ^= s << 5;
+  return s;
+}
+} // namespace
+
+worker* current_worker() noexcept {
+  return tl_worker;
+}
+runtime_impl* current_runtime() noexcept {
+  return tl_runtime;
+}
+runtime_impl* set_current_runtime(runtime_impl* rt) noexcept {
+  auto* prev = tl_runtime;
+  tl_runtime = rt;
+  return prev;
+}
+
+runtime_impl* current_or_default_runtime() {
+  if (auto* rt = tl_runtime) {
+    return rt;
+  }
+  return runtime::global().impl();
+}
+
+// ------------------------------------------------------------------ parker ----
+
+void parker::park(std::optional<std::chrono::steady_clock::time_point> deadline) {
+  int expected = notified;
+  if (state_.compare_exchange_strong(expected, empty, std::memory_order_acquire)) {
+    return;
+  }
+  std::unique_lock lk(mu_);
+  expected = empty;
+  if (!state_.compare_exchange_strong(expected, parked, std::memory_order_acquire)) {
+    state_.store(empty, std::memory_order_release); // was notified meanwhile
+    return;
+  }
+  for (;;) {
+    if (deadline) {
+      if (cv_.wait_until(lk, *deadline) == std::cv_status::timeout) {
+        state_.exchange(empty, std::memory_order_acquire); // consume a racing notify too
+        return;
+      }
+    } else {
+      cv_.wait(lk);
+    }
+    expected = notified;
+    if (state_.compare_exchange_strong(expected, empty, std::memory_order_acquire)) {
+      return;
+    }
+  }
+}
+
+void parker::unpark() {
+  if (state_.exchange(notified, std::memory_order_release) == parked) {
+    std::lock_guard lk(mu_); // the sleeper is inside wait (or about to be): sync with it
+    cv_.notify_one();
+  }
+}
+
+// ------------------------------------------------------------------ worker ----
+
+worker::worker(runtime_impl& rt, worker_placement place)
+    : rt_(rt)
+    , place_(place)
+    , rng_(static_cast<std::uint32_t>(place.worker * 2654435761U + 1U)) {
+}
+
+void worker::push_back(runnable* r) {
+  if (queue_.push_back_or_overflow(r, rt_.injector_) > 0) {
+    overflows_.inc();
+    rt_.notify_parked();
+    return;
+  }
+  // notify_parked costs a seq_cst fence. A task in a local queue is never stranded (its
+  // owner runs it), so only parallelism is at stake: look for an idle worker when the queue
+  // turns non-empty and then once every notify_interval pushes, not on every push of a
+  // burst of spawns.
+  if (queue_.size() == 1 || (++pushes_ % notify_interval) == 0) {
+    rt_.notify_parked();
+  }
+}
+
+void worker::push_lifo(runnable* r) {
+  if (runnable* prev = std::exchange(lifo_, r)) {
+    push_back(prev);
+  }
+}
+
+void worker::flush_lifo() {
+  if (runnable* prev = std::exchange(lifo_, nullptr)) {
+    push_back(prev);
+  }
+}
+
+runnable* worker::next_local_task() {
+  if (lifo_ != nullptr) {
+    if (lifo_streak_ < max_lifo_polls) {
+      ++lifo_streak_;
+      lifo_hits_.inc();
+      return std::exchange(lifo_, nullptr);
+    }
+    flush_lifo(); // fairness: the LIFO task waits its turn in the queue
+  }
+  lifo_streak_ = 0;
+  const bool injector_first = (tick_ % global_queue_interval == 0) || congested_ > 0;
+  if (congested_ > 0) {
+    --congested_;
+  }
+  if (tick_ % global_queue_interval == 0) {
+    const auto ns = rt_.next_deadline_ns_.load(std::memory_order_relaxed);
+    if (ns != INT64_MAX && to_ns(std::chrono::steady_clock::now()) >= ns) {
+      timers_fired_.inc(rt_.fire_timers(std::chrono::steady_clock::now()));
+      if (lifo_ != nullptr) {
+        lifo_hits_.inc();
+        return std::exchange(lifo_, nullptr);
+      }
+    }
+  }
+  if (injector_first) {
+    if (runnable* r = rt_.injector_.pop()) {
+      injector_pulls_.inc();
+      return r;
+    }
+  }
+  if (runnable* r = queue_.pop()) {
+    return r;
+  }
+  // Pull a fair share of the injector into the local queue at once.
+  const auto got = queue_.refill_from(
+      rt_.injector_, rt_.injector_.fair_share(rt_.workers_.size(), decltype(queue_)::capacity / 2));
+  if (got.task != nullptr) {
+    injector_pulls_.inc(got.pulled);
+  }
+  return got.task;
+}
+
+runnable* worker::steal_work() {
+  if (victims_.empty()) {
+    return nullptr;
+  }
+  // Same-node victims come first in victims_; start at a random one among them so thieves
+  // spread out, then walk the rest in order.
+  const std::size_t n = victims_.size();
+  std::size_t same_node = 0;
+  while (same_node < n && rt_.plan_[victims_[same_node]].numa_node == place_.numa_node) {
+    ++same_node;
+  }
+  const std::size_t start = same_node > 0 ? xorshift(rng_) % same_node : 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t k = i < same_node ? victims_[(start + i) % same_node] : victims_[i];
+    auto res = rt_.workers_[k]->queue_.steal_into(queue_);
+    if (res.task != nullptr) {
+      steals_.inc();
+      stolen_tasks_.inc(res.stolen);
+      return res.task;
+    }
+    if (res.contended) {
+      steal_contended_.inc();
+      congested_ = congestion_polls;
+      if (runnable* r = rt_.injector_.pop()) {
+        injector_pulls_.inc();
+        return r;
+      }
+    }
+  }
+  if (runnable* r = rt_.injector_.pop()) {
+    injector_pulls_.inc();
+    return r;
+  }
+  return nullptr;
+}
+
+void worker::run_task(runnable* t) {
+  ++tick_;
+  polls_.inc();
+  t->run();
+}
+
+bool worker::run_one_nested() {
+  runnable* t = next_local_task();
+  if (t == nullptr) {
+    t = steal_work();
+  }
+  if (t == nullptr) {
+    return false;
+  }
+  run_task(t);
+  return true;
+}
+
+void worker::main_loop() {
+  tl_worker = this;
+  tl_runtime = &rt_;
+  while (!rt_.shutdown_.load(std::memory_order_acquire)) {
+    if (runnable* t = next_local_task()) {
+      if (searching_) {
+        searching_ = false;
+        rt_.transition_from_searching();
+      }
+      run_task(t);
+      continue;
+    }
+    if (!searching_) {
+      searching_ = rt_.transition_to_searching();
+    }
+    if (searching_) {
+      runnable* t = steal_work();
+      // Spin briefly before parking (Go's spinning Ms): a producer that sees a searcher
+      // does not pay for a futex wake, and a burst of spawns is picked up without a
+      // park/unpark round trip per task. Bounded (~tens of µs), so an idle runtime
+      // still parks at once and uses no CPU.
+      for (unsigned round = 0; t == nullptr && round < spin_rounds; ++round) {
+        for (unsigned k = 0; k < 64; ++k) {
+          cpu_relax();
+        }
+        if (rt_.shutdown_.load(std::memory_order_relaxed)) {
+          break;
+        }
+        t = steal_work();
+      }
+      if (t != nullptr) {
+        searching_ = false;
+        rt_.transition_from_searching();
+        run_task(t);
+        continue;
+      }
+    }
+    if (const auto fired = rt_.fire_timers(std::chrono::steady_clock::now()); fired > 0) {
+      timers_fired_.inc(fired);
+      continue;
+    }
+    // Park.
+    const std::size_t me = place_.worker;
+    const bool last_searcher = rt_.transition_to_parked(me, searching_);
+    searching_ = false;
+    if (last_searcher && rt_.has_pending_work()) {
+      rt_.notify_parked(); // may pick this very worker: its park then returns at once
+    }
+    std::optional<std::chrono::steady_clock::time_point> until;
+    bool driver = false;
+    if (rt_.next_deadline_ns_.load(std::memory_order_seq_cst) != INT64_MAX) {
+      std::int64_t none = runtime_impl::no_driver;
+      driver = rt_.timer_driver_.compare_exchange_strong(
+          none, static_cast<std::int64_t>(me), std::memory_order_seq_cst);
+      if (driver) {
+        // Re-read after publishing the role: an insert that raced with us either sees
+        // this worker as the driver (and unparks it) or is visible here.
+        const auto ns = rt_.next_deadline_ns_.load(std::memory_order_seq_cst);
+        if (ns != INT64_MAX) {
+          until = from_ns(ns);
+        }
+      }
+    }
+    parks_.inc();
+    if (!rt_.shutdown_.load(std::memory_order_acquire)) {
+      park_.park(until);
+    }
+    if (driver) {
+      rt_.timer_driver_.store(runtime_impl::no_driver, std::memory_order_seq_cst);
+    }
+    searching_ = rt_.transition_from_parked(me);
+  }
+  tl_worker = nullptr;
+  tl_runtime = nullptr;
+}
+
+} // namespace bastion::detail
