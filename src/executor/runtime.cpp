@@ -214,14 +214,6 @@ std::size_t runtime_impl::fire_timers(std::chrono::steady_clock::time_point now)
   return due.size();
 }
 
-std::optional<std::chrono::steady_clock::time_point> runtime_impl::next_deadline() const noexcept {
-  const auto ns = next_deadline_ns_.load(std::memory_order_acquire);
-  if (ns == INT64_MAX) {
-    return std::nullopt;
-  }
-  return from_ns(ns);
-}
-
 void runtime_impl::shutdown() {
   if (current_worker() != nullptr && &current_worker()->rt_ == this) {
     throw std::logic_error("bastion::runtime::shutdown: called from one of its own workers");

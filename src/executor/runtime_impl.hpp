@@ -147,7 +147,6 @@ public:
   bool timer_remove(timer_entry* e) noexcept;
   /// Fires every expired timer; returns how many.
   std::size_t fire_timers(std::chrono::steady_clock::time_point now);
-  std::optional<std::chrono::steady_clock::time_point> next_deadline() const noexcept;
 
   blocking_pool& blocking() { return *blocking_; }
 
