@@ -198,7 +198,8 @@ private:
   friend class proc_access;
 };
 
-/// A lightproc whose body is a task<T>: one allocation for the header, one for the frame.
+/// A lightproc whose body is a task<T>. make_proc builds it in the prefix of the task's frame
+/// allocation, so header, stack, frame and result share one allocation.
 template <class T>
 class proc_impl final : public proc_header {
 public:
