@@ -210,6 +210,104 @@ TEST_CASE(
   REQUIRE(failed_id == child_id);
 }
 
+TEST_CASE(
+    "failure: the message being handled through ctx.handle reaches the restart callbacks",
+    "[children]") {
+  // Written by the callbacks (on the supervisor's proc), read here after the wait.
+  std::atomic<int> before_value{-1};
+  std::atomic<int> after_value{-1};
+  std::atomic<int> envelope_missing{0};
+  std::atomic<int> later_ok{0};
+  std::atomic<int> restarts{0};
+  std::string before_type;
+  event_log log;
+  {
+    bastion::system sys{test_config()};
+    auto g = sys.children([&](bastion::children_builder& c) {
+      c.exec([&](bastion::context& ctx) -> bastion::task<> {
+         for (;;) {
+           auto m = co_await ctx.recv();
+           ctx.handle(
+               std::move(m),
+               [&](const int& v) {
+                 if (v == 13) {
+                   throw std::runtime_error("unlucky");
+                 }
+                 log.add(fmt::format("inc{}:{}", ctx.incarnation(), v));
+               },
+               bastion::otherwise([](bastion::message&&) {}));
+           // Reached only after a handler returned normally.
+           if (ctx.incarnation() == 2) {
+             later_ok++;
+           }
+         }
+       })
+          .before_restart([&](const bastion::failure& f) {
+            if (f.message && f.message->value<int>() != nullptr) {
+              before_value = *f.message->value<int>();
+              before_type = f.message->type_name();
+            } else {
+              envelope_missing++;
+            }
+          })
+          .after_restart([&](const bastion::failure& f) {
+            const int* v = f.message ? f.message->value<int>() : nullptr;
+            after_value = v != nullptr ? *v : -2;
+            restarts++;
+          });
+    });
+    sys.start();
+    auto ref = g.elems()[0];
+    ref.tell(1);
+    ref.tell(13);
+    ref.tell(2); // stays in the mailbox for the new incarnation
+    REQUIRE(wait_until([&] { return log.size() == 2; }));
+    sys.stop();
+    sys.block_until_stopped();
+  }
+  REQUIRE(restarts.load() == 1);
+  REQUIRE(envelope_missing.load() == 0);
+  REQUIRE(before_value.load() == 13);
+  REQUIRE(after_value.load() == 13);
+  REQUIRE(before_type == "int");
+  REQUIRE(later_ok.load() == 1);
+  const std::vector<std::string> expected{"inc1:1", "inc2:2"};
+  REQUIRE(log.snapshot() == expected);
+}
+
+TEST_CASE(
+    "failure: a message received with recv but not handled through handle has no "
+    "envelope",
+    "[children]") {
+  std::atomic<int> with_envelope{0};
+  std::atomic<int> restarts{0};
+  {
+    bastion::system sys{test_config()};
+    auto g = sys.children([&](bastion::children_builder& c) {
+      c.exec([&](bastion::context& ctx) -> bastion::task<> {
+         auto m = co_await ctx.recv();
+         if (m.is<int>(bastion::message_kind::tell) && ctx.incarnation() == 1) {
+           throw std::runtime_error("bad int");
+         }
+         for (;;) {
+           (void)co_await ctx.recv();
+         }
+       }).before_restart([&](const bastion::failure& f) {
+        if (f.message && f.message->envelope) {
+          with_envelope++;
+        }
+        restarts++;
+      });
+    });
+    sys.start();
+    g.elems()[0].tell(5);
+    REQUIRE(wait_until([&] { return restarts.load() == 1; }));
+    sys.stop();
+    sys.block_until_stopped();
+  }
+  REQUIRE(with_envelope.load() == 0);
+}
+
 TEST_CASE("context: signature, parent, supervisor, try_recv, recv_for, tell", "[children]") {
   std::atomic<int> checks{0};
   std::atomic<int> pongs{0};

@@ -166,6 +166,18 @@ std::uint64_t context::id() const noexcept {
 mailbox& context::mailbox_ref() const noexcept {
   return slot_->mb;
 }
+std::optional<message_info> context::take_failed_message() noexcept {
+  std::optional<message_info> info = current_;
+  if (info && held_) {
+    try {
+      info->envelope = std::make_shared<const message>(std::move(held_));
+    } catch (...) {
+      // No memory for the shared envelope: the failure keeps the message's info only.
+    }
+  }
+  held_ = message{};
+  return info;
+}
 
 // ---- supervisor_ref and builder ----
 

@@ -146,7 +146,9 @@ task<> run_actor(
     ev.incarnation = incarnation;
     ev.failed = failed;
     ev.error = std::move(error);
-    ev.msg = ctx.current_message();
+    // A failure carries the message being handled (its envelope when the body used
+    // context::handle); a normal end carries only the info.
+    ev.msg = failed ? ctx.take_failed_message() : ctx.current_message();
     p->post(std::move(ev));
   }
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <bastion/actor/mailbox.hpp>
+#include <bastion/actor/match.hpp>
 #include <bastion/actor/message.hpp>
 #include <bastion/actor/refs.hpp>
 #include <bastion/actor/restart.hpp>
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -25,6 +27,10 @@ class supervisor_ref;
 ///
 /// The context notes the message most recently received through it (kind, type, sender):
 /// when the body fails, that is the message a restart callback's bastion::failure names.
+/// A body that dispatches with `ctx.handle(std::move(m), handlers...)` instead of
+/// bastion::match lets the context keep the envelope while the handler runs: when the
+/// handler throws, the failure also carries the message itself (message_info::envelope), so
+/// restart callbacks can read its payload.
 /// Thread-safety: only the owning actor's body may use it (the receive side of the mailbox
 /// has one consumer). The refs it hands out are safe from any thread.
 class context {
@@ -74,6 +80,34 @@ public:
       note(*m);
     }
     co_return m;
+  }
+
+  /// Dispatches `msg` like bastion::match(std::move(msg), hs...) (same handlers, same rules,
+  /// same result), but the context owns the envelope while the handler runs:
+  ///   auto m = co_await ctx.recv();
+  ///   ctx.handle(std::move(m), [](const job& j) { ... }, bastion::otherwise([](auto&&) {}));
+  /// When the handler returns, the message is destroyed as with match. When it throws, the
+  /// context keeps the message and, if the exception ends the body, the restart callbacks
+  /// get it in failure::message->envelope (read it with `f.message->value<T>()`); the rest
+  /// of the mailbox stays for the new incarnation. The next recv/try_recv/recv_for/handle
+  /// drops a kept message (a body that caught the error went on).
+  /// What stays readable: tells and broadcasts (a tell handler taking T by value moves the
+  /// payload out: take `const T&` to keep it intact); an ask's envelope goes into its
+  /// question<T>, so only its kind/type/sender are kept; a fallback that moves the message
+  /// away takes it too. Handlers run synchronously: a handler returning a task has returned
+  /// before the task runs. Also noted as the current message. @pre bool(msg).
+  template <class... Hs>
+  decltype(auto) handle(message&& msg, Hs&&... hs) {
+    static_assert(
+        sizeof...(Hs) > 0 && detail::match_traits<Hs...>::fallback_last,
+        "bastion::context::handle: the last argument must be bastion::otherwise(fallback)");
+    using tuple = std::tuple<std::remove_cvref_t<Hs>&...>;
+    using R = decltype(detail::match_result<tuple>(std::make_index_sequence<sizeof...(Hs) - 1>{}));
+    held_ = std::move(msg);
+    note_info(held_);
+    const held_guard guard{*this};
+    tuple hst{hs...};
+    return detail::dispatch<R, 0>(held_, hst);
   }
 
   /// Tells `v` to `to`, with this child as the sender. False when it went to dead letters.
@@ -130,15 +164,40 @@ public:
   /// This child's mailbox (its consumer side belongs to this body).
   [[nodiscard]] mailbox& mailbox_ref() const noexcept;
 
+  /// Internal (the incarnation's runner, once the body failed): the current message's
+  /// info, with the envelope kept by handle() when there is one. Leaves no envelope here.
+  [[nodiscard]] std::optional<message_info> take_failed_message() noexcept;
+
 private:
+  /// Drops a handled message on a normal return; keeps it when an exception leaves.
+  struct held_guard {
+    explicit held_guard(context& c) noexcept
+        : ctx(c)
+        , uncaught(std::uncaught_exceptions()) {}
+    held_guard(const held_guard&) = delete;
+    held_guard& operator=(const held_guard&) = delete;
+    ~held_guard() {
+      if (std::uncaught_exceptions() <= uncaught) {
+        ctx.held_ = message{};
+      }
+    }
+    context& ctx;
+    int uncaught;
+  };
+
   void note(const message& m) noexcept {
-    current_ = message_info{m.kind(), &m.type(), m.sender_id()};
+    held_ = message{};
+    note_info(m);
+  }
+  void note_info(const message& m) noexcept {
+    current_ = message_info{m.kind(), &m.type(), m.sender_id(), nullptr};
   }
 
   std::shared_ptr<detail::child_slot> slot_;
   std::shared_ptr<detail::group_state> group_;
   std::uint64_t incarnation_;
   std::optional<message_info> current_;
+  message held_; ///< the message handle() is dispatching (kept when its handler threw)
 };
 
 } // namespace bastion

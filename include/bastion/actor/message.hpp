@@ -317,6 +317,20 @@ public:
     return e_ && e_->kind == k && *e_->type == typeid(T);
   }
 
+  /// The payload when this is a tell, ask or broadcast of exactly T, else null (also when
+  /// empty). Reading only: the message keeps ownership (a tell's payload may have been moved
+  /// from by a handler that took it by value). O(1).
+  template <class T>
+  [[nodiscard]] const T* peek() const noexcept {
+    if (!e_ || *e_->type != typeid(T)) {
+      return nullptr;
+    }
+    if (e_->kind == message_kind::broadcast) {
+      return static_cast<const std::shared_ptr<const T>*>(e_->data())->get();
+    }
+    return static_cast<const T*>(e_->data());
+  }
+
   /// Internal: gives up the envelope (for queues) / adopts one.
   [[nodiscard]] detail::envelope* release() noexcept { return e_.release(); }
   static message adopt(detail::envelope* e) noexcept {

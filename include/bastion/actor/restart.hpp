@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -150,13 +151,29 @@ private:
 
 /// What is known about the message an actor was handling (the last one it received through
 /// its context) when it failed.
+///
+/// kind, type and sender are always filled. `envelope`, the message itself, is filled only
+/// when the body was handling it through context::handle() when it failed (the context keeps
+/// the envelope while the handler runs; see context::handle): then a restart callback can
+/// read the payload with value<T>(). It is shared, read-only, by every restart callback of
+/// that failure, and destroyed with the last copy of the failure (on the supervisor's proc,
+/// after the callbacks), so the new incarnation never sees it again; the rest of the mailbox
+/// stays for the new incarnation. Do not keep a failure beyond its system's life.
 struct message_info {
   message_kind kind = message_kind::tell;
   const std::type_info* type = &typeid(void); ///< the payload's type (T, also for broadcasts)
   std::uint64_t sender_id = 0;                ///< 0: none
+  /// The message being handled, when it was handled through context::handle(); else null.
+  std::shared_ptr<const bastion::message> envelope;
 
   /// The payload type's readable name ("int", "std::string", ...).
   [[nodiscard]] std::string type_name() const { return detail::type_name(*type); }
+  /// The payload when `envelope` holds a tell, ask or broadcast of exactly T (see
+  /// message::peek); else null. The pointee lives as long as `envelope`. O(1).
+  template <class T>
+  [[nodiscard]] const T* value() const noexcept {
+    return envelope ? envelope->template peek<T>() : nullptr;
+  }
 };
 
 /// What a restart callback receives: why the child is being restarted.
@@ -164,7 +181,8 @@ struct failure {
   /// The exception that escaped the failed child's body (for a supervisor that gave up:
   /// a bastion::supervisor_gave_up). Never null for the failed child itself.
   std::exception_ptr error;
-  /// The message the failed child was handling, where there was one.
+  /// The message the failed child was handling, where there was one (with its payload
+  /// when it was handled through context::handle(): see message_info).
   std::optional<message_info> message;
   /// The id of the child that failed (another child's id when this one is restarted as a
   /// sibling under one_for_all / rest_for_one, or because its supervisor restarted).
