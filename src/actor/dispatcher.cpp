@@ -5,6 +5,7 @@
 #include <bastion/actor/dispatcher.hpp>
 #include <bastion/log.hpp>
 
+#include "named_registry.hpp"
 #include "tree.hpp"
 
 #include <spdlog/spdlog.h>
@@ -13,7 +14,6 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <utility>
 
 namespace bastion {
@@ -38,14 +38,6 @@ public:
 };
 
 namespace {
-struct registry {
-  std::mutex mu;
-  std::unordered_map<std::string, std::shared_ptr<dispatcher_state>> entries;
-};
-registry& the_registry() {
-  static auto* r = new registry; // never destroyed: handles may outlive statics
-  return *r;
-}
 void notify(const dispatcher::notify_fn& f, const child_ref& c, const std::string& name) {
   if (!f) {
     return;
@@ -129,16 +121,7 @@ std::vector<std::shared_ptr<dispatcher_state>> dispatchers_of(const context& ctx
 } // namespace detail
 
 dispatcher dispatcher::named(std::string_view name) {
-  auto& r = detail::the_registry();
-  std::lock_guard lock(r.mu);
-  auto it = r.entries.find(std::string(name));
-  if (it == r.entries.end()) {
-    it = r.entries
-             .emplace(
-                 std::string(name), std::make_shared<detail::dispatcher_state>(std::string(name)))
-             .first;
-  }
-  return dispatcher{it->second};
+  return dispatcher{detail::named_state<detail::dispatcher_state>(name)};
 }
 
 const std::string& dispatcher::name() const noexcept {

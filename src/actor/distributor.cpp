@@ -3,12 +3,13 @@
 #include <bastion/actor/dead_letters.hpp>
 #include <bastion/actor/distributor.hpp>
 
+#include "named_registry.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <utility>
 
 namespace bastion {
@@ -52,14 +53,6 @@ public:
 };
 
 namespace {
-struct registry {
-  std::mutex mu;
-  std::unordered_map<std::string, std::shared_ptr<distributor_state>> entries;
-};
-registry& the_registry() {
-  static auto* r = new registry; // never destroyed: handles may outlive statics
-  return *r;
-}
 
 [[noreturn]] void fail(const distributor_state* s, bool known, message& m) {
   dead_letters::global().record(std::move(m), dead_letter_reason::unknown_target);
@@ -133,16 +126,7 @@ void distributor_mark_known(const std::shared_ptr<distributor_state>& s) {
 } // namespace detail
 
 distributor distributor::named(std::string_view name) {
-  auto& r = detail::the_registry();
-  std::lock_guard lock(r.mu);
-  auto it = r.entries.find(std::string(name));
-  if (it == r.entries.end()) {
-    it = r.entries
-             .emplace(
-                 std::string(name), std::make_shared<detail::distributor_state>(std::string(name)))
-             .first;
-  }
-  return distributor{it->second};
+  return distributor{detail::named_state<detail::distributor_state>(name)};
 }
 
 const std::string& distributor::name() const noexcept {
