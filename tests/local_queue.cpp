@@ -1,6 +1,8 @@
 // tests/local_queue.cpp: the per-worker run queue: order, capacity, overflow to the injector,
 // steal-half, refill from the injector, index wrap-around, and a multi-threaded stress test
 // that checks every runnable runs exactly once.
+#include <bastion/config.hpp>
+
 #include <bastion/detail/injector.hpp>
 #include <bastion/detail/local_queue.hpp>
 #include <bastion/detail/runnable.hpp>
@@ -13,16 +15,8 @@
 #include <thread>
 #include <vector>
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#  define BASTION_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#  if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#    define BASTION_TEST_SANITIZED 1
-#  endif
-#endif
-#ifndef BASTION_TEST_SANITIZED
-#  define BASTION_TEST_SANITIZED 0
-#endif
+/// Sanitized builds run the stress tests at a quarter of their size.
+#define BASTION_TEST_SANITIZED (BASTION_TSAN || BASTION_ASAN)
 
 namespace {
 
