@@ -279,44 +279,29 @@ public:
       throw std::logic_error("bastion::mailbox::recv_for: awaited outside a bastion proc");
     }
     cur->set_resume_point(h);
-    cell_ = new detail::race_cell;
-    cell_->target = cur->make_waker();
-    cell_->refs.fetch_add(1, std::memory_order_relaxed);
-    mb_.consumer_.store(cell_);
+    race_.start(cur);
+    mb_.consumer_.store(race_.event_target());
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (mb_.size_.load(std::memory_order_seq_cst) > 0
         || mb_.closed_.load(std::memory_order_seq_cst)) {
       return false; // await_resume disarms
     }
-    entry_.deadline = deadline_;
-    entry_.w = cell_->make_waker();
-    rt_ = cur->rt_;
-    detail::timer_insert(rt_, &entry_);
+    race_.arm_timer(cur->rt_, deadline_);
     return true;
   }
   void await_resume() noexcept { disarm(); }
 
 private:
   void disarm() noexcept {
-    if (rt_ != nullptr) {
-      detail::timer_remove(rt_, &entry_);
-      rt_ = nullptr;
-    }
-    if (cell_ != nullptr) {
+    if (race_.started()) {
       mb_.consumer_.retract();
-      if (!cell_->fired.exchange(true, std::memory_order_acq_rel)) {
-        cell_->target.reset();
-      }
-      cell_->release();
-      cell_ = nullptr;
     }
+    race_.finish();
   }
 
   mailbox& mb_;
   clock::time_point deadline_;
-  detail::race_cell* cell_ = nullptr;
-  detail::timer_entry entry_;
-  detail::runtime_impl* rt_ = nullptr;
+  detail::deadline_race race_;
 };
 
 task<message> mailbox::recv_slow() {

@@ -5,6 +5,7 @@
 #include <bastion/executor/sleep.hpp>
 #include <bastion/lightproc/errors.hpp>
 
+#include <bastion/detail/deadline_race.hpp>
 #include <bastion/detail/mpsc_queue.hpp>
 #include <bastion/detail/proc.hpp>
 #include <bastion/detail/timer_entry.hpp>
@@ -486,17 +487,12 @@ private:
         throw std::logic_error("bastion::reply_future: awaited outside a bastion proc");
       }
       cur->set_resume_point(h);
-      cell_ = new detail::race_cell;
-      cell_->target = cur->make_waker();
-      cell_->refs.fetch_add(1, std::memory_order_relaxed);
-      f_.s_->waiter().store(cell_);
+      race_.start(cur);
+      f_.s_->waiter().store(race_.event_target());
       if (f_.s_->done()) {
         return false; // await_resume disarms: a late wake through the cell is harmless
       }
-      entry_.deadline = deadline_;
-      entry_.w = cell_->make_waker();
-      rt_ = cur->rt_;
-      detail::timer_insert(rt_, &entry_);
+      race_.arm_timer(cur->rt_, deadline_);
       return true;
     }
     R await_resume() {
@@ -512,27 +508,15 @@ private:
 
   private:
     void disarm() noexcept {
-      if (rt_ != nullptr) {
-        detail::timer_remove(rt_, &entry_);
-        rt_ = nullptr;
+      if (race_.started() && f_.s_ != nullptr) {
+        f_.s_->waiter().retract();
       }
-      if (cell_ != nullptr) {
-        if (f_.s_ != nullptr) {
-          f_.s_->waiter().retract();
-        }
-        if (!cell_->fired.exchange(true, std::memory_order_acq_rel)) {
-          cell_->target.reset();
-        }
-        cell_->release();
-        cell_ = nullptr;
-      }
+      race_.finish();
     }
 
     reply_future f_;
     clock::time_point deadline_;
-    detail::race_cell* cell_ = nullptr;
-    detail::timer_entry entry_;
-    detail::runtime_impl* rt_ = nullptr;
+    detail::deadline_race race_;
   };
 
   detail::reply_state* s_ = nullptr;

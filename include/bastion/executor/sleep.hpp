@@ -7,6 +7,7 @@
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include <bastion/detail/deadline_race.hpp>
 #include <bastion/detail/proc.hpp>
 #include <bastion/detail/timer_entry.hpp>
 
@@ -78,37 +79,6 @@ sleep_operation sleep_for(std::chrono::duration<Rep, Period> d) noexcept {
 
 namespace detail {
 
-/// Shared by a join registration and a timer: the first of the two to fire wakes the proc,
-/// the other only releases its reference (so a late wake can never resume the proc at some
-/// later, unrelated suspension point).
-struct race_cell : wake_target {
-  std::atomic<std::uint32_t> refs{1};
-  std::atomic<bool> fired{false};
-  waker target;
-
-  race_cell() noexcept {
-    wake_fn_ = [](wake_target* t) noexcept {
-      auto* c = static_cast<race_cell*>(t);
-      if (!c->fired.exchange(true, std::memory_order_acq_rel)) {
-        c->target.wake();
-      }
-      c->release();
-    };
-    drop_fn_ = [](wake_target* t) noexcept {
-      static_cast<race_cell*>(t)->release();
-    };
-  }
-  waker make_waker() noexcept {
-    refs.fetch_add(1, std::memory_order_relaxed);
-    return waker{this};
-  }
-  void release() noexcept {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      delete this;
-    }
-  }
-};
-
 /// Awaits `h`'s completion or `deadline`, whichever comes first; yields true when the proc
 /// finished in time.
 template <class T>
@@ -119,7 +89,6 @@ public:
       , deadline_(deadline) {}
   join_or_deadline(const join_or_deadline&) = delete;
   join_or_deadline& operator=(const join_or_deadline&) = delete;
-  ~join_or_deadline() { disarm(); }
 
   [[nodiscard]] bool await_ready() const noexcept { return h_.is_finished(); }
   bool await_suspend(std::coroutine_handle<> h) {
@@ -128,44 +97,22 @@ public:
       throw std::logic_error("bastion::timeout: awaited outside a bastion proc");
     }
     cur->set_resume_point(h);
-    cell_ = new race_cell;
-    cell_->target = cur->make_waker();
-    if (!h_.proc()->register_join_waiter(cell_->make_waker())) {
+    race_.start(cur);
+    if (!h_.proc()->register_join_waiter(race_.event_waker())) {
       return false; // finished meanwhile
     }
-    entry_.deadline = deadline_;
-    entry_.w = cell_->make_waker();
-    rt_ = cur->rt_;
-    timer_insert(rt_, &entry_);
+    race_.arm_timer(cur->rt_, deadline_);
     return true;
   }
   bool await_resume() noexcept {
-    disarm();
+    race_.finish();
     return h_.is_finished();
   }
 
 private:
-  void disarm() noexcept {
-    if (rt_ != nullptr) {
-      timer_remove(rt_, &entry_);
-      rt_ = nullptr;
-    }
-    if (cell_ != nullptr) {
-      // Whoever flips `fired` first owns `target`: a late winner wakes (harmlessly) a
-      // proc that has moved on only if it won before this point, never after.
-      if (!cell_->fired.exchange(true, std::memory_order_acq_rel)) {
-        cell_->target.reset();
-      }
-      cell_->release();
-      cell_ = nullptr;
-    }
-  }
-
   join_handle<T>& h_;
   clock::time_point deadline_;
-  race_cell* cell_ = nullptr;
-  timer_entry entry_;
-  runtime_impl* rt_ = nullptr;
+  deadline_race race_;
 };
 
 template <class A>
