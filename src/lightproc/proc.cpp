@@ -142,26 +142,27 @@ void proc_header::cancel_queued(runnable* r) noexcept {
 }
 
 void proc_header::wake_by_ref_release(wake_target* t) noexcept {
+  // One CAS both updates the flags and drops the waker's reference.
   auto* p = static_cast<proc_header*>(t);
   auto s = p->state_.load(std::memory_order_relaxed);
   for (;;) {
     if (s & (complete | scheduled)) {
-      break;
-    }
-    if (s & running) {
-      if (p->state_.compare_exchange_weak(
-              s, s | notified, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-        break;
+      // Nothing to do but let go; this may be the last reference.
+      if (p->state_.fetch_sub(ref_one, std::memory_order_acq_rel) < 2 * ref_one) {
+        delete p;
       }
-      continue;
+      return;
     }
+    // Not complete: the body's own reference keeps the proc alive past this CAS.
+    const auto next = ((s & running) ? (s | notified) : (s | scheduled)) - ref_one;
     if (p->state_.compare_exchange_weak(
-            s, s | scheduled, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      schedule(p, false);
-      break;
+            s, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      if (!(s & running)) {
+        schedule(p, false);
+      }
+      return;
     }
   }
-  p->release();
 }
 
 void proc_header::drop_waker(wake_target* t) noexcept {
