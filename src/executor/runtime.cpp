@@ -44,6 +44,14 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
                                              : blocking_threads_from_env(bcfg.max_threads);
   bcfg.keep_alive = cfg_.blocking_keep_alive();
   blocking_ = std::make_unique<blocking_pool>(bcfg);
+  reactor_ = std::make_unique<reactor>();
+  reactor_->on_first_registration_arg_ = this;
+  reactor_->on_first_registration_ = [](void* self) noexcept {
+    static_cast<runtime_impl*>(self)->wake_driver();
+  };
+  for (auto& w : workers_) {
+    w->park_.io_ = reactor_.get();
+  }
 
   const bool pin = cfg_.pin_workers() && !synthetic;
   for (auto& w : workers_) {
@@ -162,6 +170,10 @@ void runtime_impl::timer_insert(timer_entry* e) {
   if (!earliest || shutdown_.load(std::memory_order_relaxed)) {
     return;
   }
+  wake_driver();
+}
+
+void runtime_impl::wake_driver() noexcept {
   if (const auto d = timer_driver_.load(std::memory_order_seq_cst); d != no_driver) {
     workers_[static_cast<std::size_t>(d)]->park_.unpark();
     return;

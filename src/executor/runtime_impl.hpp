@@ -14,6 +14,8 @@
 #include <bastion/detail/timer_entry.hpp>
 #include <bastion/detail/timer_heap.hpp>
 
+#include "../io/reactor.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -48,18 +50,27 @@ inline std::chrono::steady_clock::time_point from_ns(std::int64_t ns) noexcept {
 
 /// Puts one thread to sleep until unparked or a deadline passes.
 ///
-/// state_: empty (0) -> parked (1) by the sleeper under mu_; -> notified (2) by unpark from
-/// any thread. A notification that arrives before park() makes the next park() return at
-/// once, so no wake-up is lost (Tokio's park/unpark token).
+/// state_: empty (0) -> parked (1) by the sleeper under mu_, or -> parked_io (3) by a sleeper
+/// that waits in the reactor's epoll_wait; -> notified (2) by unpark from any thread, which
+/// signals the condition variable (parked) or writes the reactor's eventfd (parked_io). A
+/// notification that arrives before park() makes the next park() return at once, so no
+/// wake-up is lost (Tokio's park/unpark token).
 class parker {
 public:
+  /// Sleeps on the condition variable.
   void park(std::optional<std::chrono::steady_clock::time_point> deadline);
+  /// Sleeps in io_->poll (the caller holds the runtime's driver role): I/O events are
+  /// dispatched before it returns.
+  void park_io(std::optional<std::chrono::steady_clock::time_point> deadline);
   void unpark();
+
+  reactor* io_ = nullptr; ///< the runtime's reactor; set before the worker starts
 
 private:
   static constexpr int empty = 0;
   static constexpr int parked = 1;
   static constexpr int notified = 2;
+  static constexpr int parked_io = 3;
   std::atomic<int> state_{empty};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -91,6 +102,8 @@ public:
   void run_task(runnable* t);
   void push_back(runnable* r);
   void push_lifo(runnable* r);
+  /// Polls the reactor without blocking when no worker holds the driver role.
+  void poll_io_now();
   /// Moves the LIFO occupant to the local queue (so thieves can reach it).
   void flush_lifo();
   /// Polls one available task without parking; false when none was found.
@@ -150,6 +163,10 @@ public:
 
   blocking_pool& blocking() { return *blocking_; }
 
+  /// Wakes the driver (or, when there is none, a parked worker so that one takes the role):
+  /// a new earliest timer or the first I/O registration needs someone waiting on it.
+  void wake_driver() noexcept;
+
   runtime& owner_;
   runtime_config cfg_;
   std::vector<worker_placement> plan_;
@@ -170,10 +187,12 @@ public:
   std::vector<std::size_t> sleepers_; // parked workers, guarded by sleepers_mu_
 
   // Timers: heap guarded by timer_mu_; next_deadline_ns_ mirrors its earliest deadline
-  // (INT64_MAX when none) for lock-free checks. At most one parked worker is the timer
-  // driver (timer_driver_): it sleeps until the earliest deadline; an insert that becomes
-  // the earliest unparks it (seq_cst pairs: insert stores next_deadline then reads
-  // timer_driver_; a driver CASes its index in, then re-reads next_deadline).
+  // (INT64_MAX when none) for lock-free checks. At most one parked worker is the driver
+  // (timer_driver_): it sleeps until the earliest deadline, in the reactor's epoll_wait while
+  // sockets are registered (a busy worker takes the role for a non-blocking poll every 61
+  // ticks); an insert that becomes the earliest (or the first I/O registration) unparks it (seq_cst
+  // pairs: insert stores next_deadline then reads timer_driver_; a driver CASes its index in, then
+  // re-reads next_deadline).
   alignas(64) mutable std::mutex timer_mu_;
   timer_heap timers_;
   std::atomic<std::int64_t> next_deadline_ns_{INT64_MAX};
@@ -181,6 +200,8 @@ public:
   std::atomic<std::int64_t> timer_driver_{no_driver}; // index of the driver, or no_driver
 
   std::unique_ptr<blocking_pool> blocking_;
+  // The epoll reactor. The parked driver waits in it whenever a source is registered.
+  std::unique_ptr<reactor> reactor_;
 };
 
 /// The worker running on this thread, or null.

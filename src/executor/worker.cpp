@@ -99,10 +99,29 @@ void parker::park(std::optional<std::chrono::steady_clock::time_point> deadline)
   }
 }
 
+void parker::park_io(std::optional<std::chrono::steady_clock::time_point> deadline) {
+  int expected = notified;
+  if (state_.compare_exchange_strong(expected, empty, std::memory_order_acquire)) {
+    return;
+  }
+  expected = empty;
+  if (!state_.compare_exchange_strong(expected, parked_io, std::memory_order_acquire)) {
+    state_.store(empty, std::memory_order_release); // was notified meanwhile
+    return;
+  }
+  // An unpark from here on writes the eventfd, so the wait below returns: epoll_wait
+  // reports an eventfd that is readable before or during the call.
+  io_->poll(deadline);
+  state_.exchange(empty, std::memory_order_acquire); // consume a racing notify too
+}
+
 void parker::unpark() {
-  if (state_.exchange(notified, std::memory_order_release) == parked) {
+  const int prev = state_.exchange(notified, std::memory_order_acq_rel);
+  if (prev == parked) {
     std::lock_guard lk(mu_); // the sleeper is inside wait (or about to be): sync with it
     cv_.notify_one();
+  } else if (prev == parked_io) {
+    io_->interrupt();
   }
 }
 
@@ -135,6 +154,16 @@ void worker::push_lifo(runnable* r) {
   }
 }
 
+void worker::poll_io_now() {
+  std::int64_t none = runtime_impl::no_driver;
+  if (!rt_.timer_driver_.compare_exchange_strong(
+          none, static_cast<std::int64_t>(place_.worker), std::memory_order_seq_cst)) {
+    return; // the driver (parked in epoll_wait) or another poller serves the sockets
+  }
+  rt_.reactor_->poll(std::chrono::steady_clock::time_point{}); // does not block
+  rt_.timer_driver_.store(runtime_impl::no_driver, std::memory_order_seq_cst);
+}
+
 void worker::flush_lifo() {
   if (runnable* prev = std::exchange(lifo_, nullptr)) {
     push_back(prev);
@@ -156,6 +185,9 @@ runnable* worker::next_local_task() {
     --congested_;
   }
   if (tick_ % global_queue_interval == 0) {
+    if (rt_.reactor_->registered() > 0) {
+      poll_io_now(); // sockets are served even while no worker parks
+    }
     const auto ns = rt_.next_deadline_ns_.load(std::memory_order_relaxed);
     if (ns != INT64_MAX && to_ns(std::chrono::steady_clock::now()) >= ns) {
       timers_fired_.inc(rt_.fire_timers(std::chrono::steady_clock::now()));
@@ -287,7 +319,8 @@ void worker::main_loop() {
     }
     std::optional<std::chrono::steady_clock::time_point> until;
     bool driver = false;
-    if (rt_.next_deadline_ns_.load(std::memory_order_seq_cst) != INT64_MAX) {
+    if (rt_.next_deadline_ns_.load(std::memory_order_seq_cst) != INT64_MAX
+        || rt_.reactor_->registered() > 0) {
       std::int64_t none = runtime_impl::no_driver;
       driver = rt_.timer_driver_.compare_exchange_strong(
           none, static_cast<std::int64_t>(me), std::memory_order_seq_cst);
@@ -302,7 +335,13 @@ void worker::main_loop() {
     }
     parks_.inc();
     if (!rt_.shutdown_.load(std::memory_order_acquire)) {
-      park_.park(until);
+      // The driver waits in epoll_wait while sockets are registered (a registration that
+      // races with this check wakes the driver, see runtime_impl::wake_driver).
+      if (driver && rt_.reactor_->registered() > 0) {
+        park_.park_io(until);
+      } else {
+        park_.park(until);
+      }
     }
     if (driver) {
       rt_.timer_driver_.store(runtime_impl::no_driver, std::memory_order_seq_cst);

@@ -1,0 +1,220 @@
+// src/io/reactor.cpp: the epoll reactor (see reactor.hpp for the design).
+#include "reactor.hpp"
+
+#include "../executor/runtime_impl.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+namespace bastion::detail {
+
+namespace {
+[[noreturn]] void throw_errno(int err, const char* what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
+constexpr std::uint32_t read_events = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI;
+constexpr std::uint32_t write_events = EPOLLOUT | EPOLLHUP | EPOLLERR;
+/// Events taken from the kernel per epoll_wait call.
+constexpr int batch = 256;
+} // namespace
+
+// ----------------------------------------------------------------- io_source ----
+
+void io_source::bump(io_dir d) noexcept {
+  ready_seq_[static_cast<unsigned>(d)].fetch_add(1, std::memory_order_seq_cst);
+  waiters_[static_cast<unsigned>(d)].take().wake();
+}
+
+void io_source::on_event(std::uint32_t mask) noexcept {
+  if ((mask & read_events) != 0) {
+    bump(io_dir::read);
+  }
+  if ((mask & write_events) != 0) {
+    bump(io_dir::write);
+  }
+}
+
+void io_source::close() noexcept {
+  if (!closed_.exchange(true, std::memory_order_acq_rel)) {
+    owner_.deregister(this);
+    // Wake whoever waits: they see closed() and fail with bad_file_descriptor. The syscall
+    // of an operation already past its check may still run on the fd: it stays open until
+    // the last reference goes.
+    bump(io_dir::read);
+    bump(io_dir::write);
+  }
+  release();
+}
+
+void io_source::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    ::close(fd_);
+    owner_.retire(this);
+  }
+}
+
+// ------------------------------------------------------------------- reactor ----
+
+reactor::reactor() {
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) {
+    throw_errno(errno, "bastion: epoll_create1");
+  }
+  evfd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (evfd_ < 0) {
+    const int err = errno;
+    ::close(epfd_);
+    throw_errno(err, "bastion: eventfd");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN; // level-triggered: drained by poll()
+  ev.data.ptr = nullptr;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev) != 0) {
+    const int err = errno;
+    ::close(evfd_);
+    ::close(epfd_);
+    throw_errno(err, "bastion: epoll_ctl(eventfd)");
+  }
+}
+
+reactor::~reactor() {
+  free_retired();
+  ::close(evfd_);
+  ::close(epfd_);
+}
+
+io_source* reactor::add(int fd) {
+  auto* s = new io_source(*this, fd);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = s;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    const int err = errno;
+    ::close(fd);
+    delete s;
+    throw_errno(err, "bastion: epoll_ctl(ADD)");
+  }
+  if (registered_.fetch_add(1, std::memory_order_seq_cst) == 0 && on_first_registration_) {
+    on_first_registration_(on_first_registration_arg_);
+  }
+  return s;
+}
+
+void reactor::deregister(io_source* s) noexcept {
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, s->fd(), nullptr);
+  registered_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void reactor::retire(io_source* s) noexcept {
+  {
+    std::lock_guard lk(retired_mu_);
+    s->next_retired_ = retired_;
+    retired_ = s;
+  }
+  // No poll running: no epoll batch can name `s` any more, free it now.
+  if (poll_mu_.try_lock()) {
+    free_retired();
+    poll_mu_.unlock();
+  }
+}
+
+void reactor::free_retired() noexcept {
+  io_source* list = nullptr;
+  {
+    std::lock_guard lk(retired_mu_);
+    list = std::exchange(retired_, nullptr);
+  }
+  while (list != nullptr) {
+    delete std::exchange(list, list->next_retired_);
+  }
+}
+
+void reactor::interrupt() noexcept {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(evfd_, &one, sizeof one);
+}
+
+std::size_t reactor::poll(std::optional<std::chrono::steady_clock::time_point> deadline) {
+  std::unique_lock lk(poll_mu_, std::try_to_lock);
+  if (!lk.owns_lock()) {
+    return 0;
+  }
+  // Sources retired before this wait were withdrawn from epoll first: this batch cannot
+  // name them.
+  free_retired();
+  int timeout_ms = -1;
+  if (deadline) {
+    const auto left = *deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      timeout_ms = 0;
+    } else {
+      // Round up: waking before the deadline would only make the driver park again.
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+      timeout_ms = ms > INT32_MAX ? INT32_MAX : static_cast<int>(ms);
+    }
+  }
+  epoll_event events[batch];
+  const int n = ::epoll_wait(epfd_, events, batch, timeout_ms);
+  std::size_t handled = 0;
+  for (int i = 0; i < n; ++i) {
+    auto* s = static_cast<io_source*>(events[i].data.ptr);
+    if (s == nullptr) {
+      std::uint64_t v = 0;
+      [[maybe_unused]] auto r = ::read(evfd_, &v, sizeof v);
+      continue;
+    }
+    s->on_event(events[i].events);
+    ++handled;
+  }
+  // Sources retired while this batch was dispatched may have been named by it: only now
+  // are they unreachable.
+  free_retired();
+  return handled;
+}
+
+// ------------------------------------------------------- readiness_operation ----
+
+bool readiness_operation::await_suspend(std::coroutine_handle<> h) {
+  auto* cur = current_proc();
+  if (cur == nullptr) {
+    throw std::logic_error("bastion::io: a socket operation was awaited outside a bastion proc");
+  }
+  cur->set_resume_point(h);
+  auto& slot = src_->slot(dir_);
+  if (deadline_) {
+    race_.start(cur);
+    slot.store(race_.event_target());
+  } else {
+    slot.publish(cur);
+  }
+  published_ = true;
+  // Dekker pair with io_source::bump (sequence, then take): either the edge is visible now
+  // or the reactor saw our waker.
+  if (moved()) {
+    published_ = false;
+    if (slot.retract()) {
+      race_.finish();
+      return false;
+    }
+    return true; // the reactor took the waker: its wake is on the way
+  }
+  if (deadline_) {
+    race_.arm_timer(cur->rt_, *deadline_);
+  }
+  return true;
+}
+
+} // namespace bastion::detail
+
+namespace bastion::detail {
+reactor& reactor_of(runtime_impl* rt) noexcept {
+  return *rt->reactor_;
+}
+} // namespace bastion::detail

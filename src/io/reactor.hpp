@@ -1,0 +1,171 @@
+// src/io/reactor.hpp: the epoll reactor behind bastion::io, driven by the executor's workers.
+// Private to src/: no public header includes it.
+//
+// Design (after mio/Tokio's I/O driver): every socket is registered once, edge-triggered, for
+// both directions. Each direction keeps a readiness sequence number and one waker slot. An
+// operation snapshots the sequence, tries its syscall, and on EAGAIN parks on the slot until
+// the sequence moves; the reactor bumps the sequence and then takes the waker. Because the
+// snapshot is taken before the syscall, an edge that arrives between the syscall and the
+// suspension is never lost.
+//
+// Who polls: the parked worker that holds the runtime's driver role (the same one that sleeps
+// until the next timer) waits in epoll_wait instead of on its condition variable; an eventfd
+// wakes it (parker::unpark). Busy workers poll without blocking every 61 ticks, so sockets are
+// served while no worker parks. An idle runtime blocks in epoll_wait: no thread spins.
+#pragma once
+
+#include <bastion/detail/deadline_race.hpp>
+#include <bastion/detail/proc.hpp>
+#include <bastion/detail/waker_slot.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+
+namespace bastion::detail {
+
+class reactor;
+
+/// Readiness direction of an io_source.
+enum class io_dir : unsigned { read = 0, write = 1 };
+
+/// One registered file descriptor.
+///
+/// Lifetime: refs_ counts the owner (stream or listener) and each operation in flight. The
+/// owner's close() withdraws it from epoll, marks it closed and wakes both waiters; when the
+/// last reference goes, the fd is closed and the object is handed to the reactor, which frees
+/// it once no epoll batch can still name it (see reactor::retire).
+/// Thread-safety: ready_seq_, closed_ and the slots are shared with the polling worker;
+/// fd_ is immutable.
+class io_source {
+public:
+  io_source(reactor& owner, int fd) noexcept
+      : owner_(owner)
+      , fd_(fd) {}
+
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  [[nodiscard]] std::uint32_t seq(io_dir d) const noexcept {
+    return ready_seq_[static_cast<unsigned>(d)].load(std::memory_order_seq_cst);
+  }
+  waker_slot& slot(io_dir d) noexcept { return waiters_[static_cast<unsigned>(d)]; }
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  /// Drops a reference; the last one closes the fd and retires the object.
+  void release() noexcept;
+  /// Withdraws from epoll, marks closed, wakes both waiters, drops the owner's reference.
+  void close() noexcept;
+  /// Marks `mask` (EPOLL* bits) ready and wakes the waiters concerned. Polling worker only.
+  void on_event(std::uint32_t mask) noexcept;
+
+  reactor& owner() noexcept { return owner_; }
+
+private:
+  friend class reactor;
+  void bump(io_dir d) noexcept;
+
+  reactor& owner_;
+  const int fd_;
+  std::atomic<std::uint32_t> refs_{1};
+  std::atomic<bool> closed_{false};
+  std::atomic<std::uint32_t> ready_seq_[2] = {0, 0};
+  waker_slot waiters_[2];
+  io_source* next_retired_ = nullptr; // guarded by reactor::retired_mu_
+};
+
+/// The epoll instance of one runtime, with the eventfd that interrupts a blocked poll.
+/// Thread-safety: add/retire/interrupt from any thread; poll() from one thread at a time
+/// (others return 0 at once).
+class reactor {
+public:
+  /// Creates the epoll instance and eventfd. Throws std::system_error.
+  reactor();
+  ~reactor();
+  reactor(const reactor&) = delete;
+  reactor& operator=(const reactor&) = delete;
+
+  /// Registers `fd` (already non-blocking) for both directions, edge-triggered. On error
+  /// closes `fd` and throws std::system_error.
+  io_source* add(int fd);
+  /// Polls once: blocks until an event, an interrupt, or `deadline` (nullopt: no limit;
+  /// a deadline already passed: does not block). Wakes the waiters of ready sources.
+  /// Returns the number of source events handled; 0 when another thread is polling.
+  std::size_t poll(std::optional<std::chrono::steady_clock::time_point> deadline);
+  /// Makes a blocked (or the next) poll() return. Async-signal-safe write to the eventfd.
+  void interrupt() noexcept;
+  /// Sources currently registered (open).
+  [[nodiscard]] std::size_t registered() const noexcept {
+    return registered_.load(std::memory_order_seq_cst);
+  }
+
+  /// Called by the runtime when a registration may need a driver (0 -> 1 registered).
+  void (*on_first_registration_)(void*) noexcept = nullptr;
+  void* on_first_registration_arg_ = nullptr;
+
+private:
+  friend class io_source;
+  void deregister(io_source* s) noexcept;
+  /// Queues `s` for freeing after the current epoll batch.
+  void retire(io_source* s) noexcept;
+  void free_retired() noexcept;
+
+  int epfd_ = -1;
+  int evfd_ = -1;
+  std::atomic<std::size_t> registered_{0};
+  std::mutex poll_mu_; // held by the polling thread for a whole poll (wait + dispatch)
+  std::mutex retired_mu_;
+  io_source* retired_ = nullptr;
+};
+
+/// Awaits the next readiness edge of `src` in direction `d` after sequence `seen` (or its
+/// closing), optionally until `deadline`. await_resume yields false when the deadline passed
+/// first. Immovable once awaited (the slot and the timer point into it). The proc resumes on
+/// the worker that polled the event (or fired the timer).
+class readiness_operation {
+public:
+  readiness_operation(
+      io_source* src,
+      io_dir d,
+      std::uint32_t seen,
+      std::optional<std::chrono::steady_clock::time_point> deadline) noexcept
+      : src_(src)
+      , dir_(d)
+      , seen_(seen)
+      , deadline_(deadline) {}
+  readiness_operation(const readiness_operation&) = delete;
+  readiness_operation& operator=(const readiness_operation&) = delete;
+  ~readiness_operation() { withdraw(); }
+
+  [[nodiscard]] bool await_ready() const noexcept { return moved(); }
+  bool await_suspend(std::coroutine_handle<> h);
+  bool await_resume() noexcept {
+    withdraw();
+    return moved();
+  }
+
+private:
+  [[nodiscard]] bool moved() const noexcept { return src_->seq(dir_) != seen_ || src_->closed(); }
+  void withdraw() noexcept {
+    if (published_) {
+      published_ = false;
+      src_->slot(dir_).retract();
+    }
+    race_.finish();
+  }
+
+  io_source* src_;
+  io_dir dir_;
+  std::uint32_t seen_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  deadline_race race_;
+  bool published_ = false;
+};
+
+/// The reactor of `rt` (the runtime's, created with it).
+reactor& reactor_of(runtime_impl* rt) noexcept;
+
+} // namespace bastion::detail
