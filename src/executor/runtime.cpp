@@ -44,7 +44,7 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
                                              : blocking_threads_from_env(bcfg.max_threads);
   bcfg.keep_alive = cfg_.blocking_keep_alive();
   blocking_ = std::make_unique<blocking_pool>(bcfg);
-  reactor_ = std::make_unique<reactor>();
+  reactor_ = std::make_shared<reactor>();
   reactor_->on_first_registration_arg_ = this;
   reactor_->on_first_registration_ = [](void* self) noexcept {
     static_cast<runtime_impl*>(self)->wake_driver();
@@ -74,6 +74,7 @@ runtime_impl::runtime_impl(runtime& owner, runtime_config cfg)
 
 runtime_impl::~runtime_impl() {
   shutdown();
+  reactor_->on_first_registration_ = nullptr; // sockets may outlive the runtime, not it
 }
 
 void runtime_impl::inject(runnable* r) noexcept {
@@ -274,6 +275,7 @@ void runtime_impl::shutdown() {
     for (auto& w : due) {
       w.wake(); // the proc is scheduled on a closed runtime, so it is cancelled
     }
+    n += reactor_->wake_all(); // procs waiting on sockets: cancelled too (sockets close)
     if (n == 0) {
       break;
     }

@@ -201,7 +201,7 @@ public:
 
   std::unique_ptr<blocking_pool> blocking_;
   // The epoll reactor. The parked driver waits in it whenever a source is registered.
-  std::unique_ptr<reactor> reactor_;
+  std::shared_ptr<reactor> reactor_;
 };
 
 /// The worker running on this thread, or null.

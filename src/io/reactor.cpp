@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace bastion::detail {
 
@@ -41,9 +42,28 @@ void io_source::on_event(std::uint32_t mask) noexcept {
   }
 }
 
+void io_source::ensure_registered(runtime_impl* rt) {
+  if (registered_.load(std::memory_order_acquire)) {
+    return;
+  }
+  std::lock_guard lk(reg_mu_);
+  if (registered_.load(std::memory_order_relaxed) || closed()) {
+    return;
+  }
+  auto r = reactor_of(rt).shared_from_this();
+  r->add(this);
+  owner_ = std::move(r);
+  registered_.store(true, std::memory_order_release);
+}
+
 void io_source::close() noexcept {
   if (!closed_.exchange(true, std::memory_order_acq_rel)) {
-    owner_.deregister(this);
+    {
+      std::lock_guard lk(reg_mu_);
+      if (registered_.load(std::memory_order_relaxed)) {
+        owner_->deregister(this);
+      }
+    }
     // Wake whoever waits: they see closed() and fail with bad_file_descriptor. The syscall
     // of an operation already past its check may still run on the fd: it stays open until
     // the last reference goes.
@@ -56,7 +76,13 @@ void io_source::close() noexcept {
 void io_source::release() noexcept {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     ::close(fd_);
-    owner_.retire(this);
+    if (!owner_) {
+      delete this; // never registered: no epoll batch can name it
+      return;
+    }
+    // retire() may free `this` (and with it owner_): keep the reactor alive across the call.
+    const std::shared_ptr<reactor> keep = owner_;
+    keep->retire(this);
   }
 }
 
@@ -90,26 +116,60 @@ reactor::~reactor() {
   ::close(epfd_);
 }
 
-io_source* reactor::add(int fd) {
-  auto* s = new io_source(*this, fd);
+void reactor::add(io_source* s) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = s;
-  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    const int err = errno;
-    ::close(fd);
-    delete s;
-    throw_errno(err, "bastion: epoll_ctl(ADD)");
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, s->fd(), &ev) != 0) {
+    throw_errno(errno, "bastion::io: epoll_ctl(ADD)");
+  }
+  {
+    std::lock_guard lk(live_mu_);
+    s->next_live_ = live_;
+    if (live_ != nullptr) {
+      live_->prev_live_ = s;
+    }
+    live_ = s;
   }
   if (registered_.fetch_add(1, std::memory_order_seq_cst) == 0 && on_first_registration_) {
     on_first_registration_(on_first_registration_arg_);
   }
-  return s;
 }
 
 void reactor::deregister(io_source* s) noexcept {
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, s->fd(), nullptr);
+  {
+    std::lock_guard lk(live_mu_);
+    if (s->prev_live_ != nullptr) {
+      s->prev_live_->next_live_ = s->next_live_;
+    } else {
+      live_ = s->next_live_;
+    }
+    if (s->next_live_ != nullptr) {
+      s->next_live_->prev_live_ = s->prev_live_;
+    }
+    s->prev_live_ = s->next_live_ = nullptr;
+  }
   registered_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+std::size_t reactor::wake_all() noexcept {
+  std::vector<waker> woken;
+  {
+    std::lock_guard lk(live_mu_);
+    for (io_source* s = live_; s != nullptr; s = s->next_live_) {
+      for (auto d : {io_dir::read, io_dir::write}) {
+        if (auto w = s->slot(d).take()) {
+          woken.push_back(std::move(w));
+        }
+      }
+    }
+  }
+  // Outside the lock: a woken proc cancelled on the spot closes its socket (deregister).
+  for (auto& w : woken) {
+    w.wake();
+  }
+  return woken.size();
 }
 
 void reactor::retire(io_source* s) noexcept {

@@ -23,6 +23,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 
@@ -33,19 +34,25 @@ class reactor;
 /// Readiness direction of an io_source.
 enum class io_dir : unsigned { read = 0, write = 1 };
 
-/// One registered file descriptor.
+/// One socket's file descriptor and its readiness state.
 ///
+/// Registration is lazy: the first operation registers the fd with the reactor of the runtime
+/// that runs the awaiting proc (so a socket created on the main thread serves the runtime its
+/// procs run on, and creating one never starts the global runtime).
 /// Lifetime: refs_ counts the owner (stream or listener) and each operation in flight. The
 /// owner's close() withdraws it from epoll, marks it closed and wakes both waiters; when the
 /// last reference goes, the fd is closed and the object is handed to the reactor, which frees
 /// it once no epoll batch can still name it (see reactor::retire).
 /// Thread-safety: ready_seq_, closed_ and the slots are shared with the polling worker;
-/// fd_ is immutable.
+/// fd_ is immutable; owner_ is written once under reg_mu_ (then read-only).
 class io_source {
 public:
-  io_source(reactor& owner, int fd) noexcept
-      : owner_(owner)
-      , fd_(fd) {}
+  explicit io_source(int fd) noexcept
+      : fd_(fd) {}
+
+  /// Registers with `rt`'s reactor unless registered (or closed) already. Throws
+  /// std::system_error when epoll refuses the fd.
+  void ensure_registered(runtime_impl* rt);
 
   [[nodiscard]] int fd() const noexcept { return fd_; }
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
@@ -62,41 +69,49 @@ public:
   /// Marks `mask` (EPOLL* bits) ready and wakes the waiters concerned. Polling worker only.
   void on_event(std::uint32_t mask) noexcept;
 
-  reactor& owner() noexcept { return owner_; }
-
 private:
   friend class reactor;
   void bump(io_dir d) noexcept;
 
-  reactor& owner_;
+  // The reactor outlives its sources (a socket closed after its runtime is gone still
+  // deregisters safely). Null until registered.
+  std::shared_ptr<reactor> owner_;
+  std::atomic<bool> registered_{false};
+  std::mutex reg_mu_; // orders registration against close()
   const int fd_;
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<bool> closed_{false};
   std::atomic<std::uint32_t> ready_seq_[2] = {0, 0};
   waker_slot waiters_[2];
   io_source* next_retired_ = nullptr; // guarded by reactor::retired_mu_
+  io_source* prev_live_ = nullptr;    // the registry of open sources: reactor::live_mu_
+  io_source* next_live_ = nullptr;
 };
 
 /// The epoll instance of one runtime, with the eventfd that interrupts a blocked poll.
 /// Thread-safety: add/retire/interrupt from any thread; poll() from one thread at a time
 /// (others return 0 at once).
-class reactor {
+class reactor : public std::enable_shared_from_this<reactor> {
 public:
-  /// Creates the epoll instance and eventfd. Throws std::system_error.
+  /// Creates the epoll instance and eventfd. Throws std::system_error. Always owned by a
+  /// std::shared_ptr (sources keep their reactor alive).
   reactor();
   ~reactor();
   reactor(const reactor&) = delete;
   reactor& operator=(const reactor&) = delete;
 
-  /// Registers `fd` (already non-blocking) for both directions, edge-triggered. On error
-  /// closes `fd` and throws std::system_error.
-  io_source* add(int fd);
+  /// Registers `s`'s fd (already non-blocking) for both directions, edge-triggered. Throws
+  /// std::system_error (the caller still owns the fd).
+  void add(io_source* s);
   /// Polls once: blocks until an event, an interrupt, or `deadline` (nullopt: no limit;
   /// a deadline already passed: does not block). Wakes the waiters of ready sources.
   /// Returns the number of source events handled; 0 when another thread is polling.
   std::size_t poll(std::optional<std::chrono::steady_clock::time_point> deadline);
   /// Makes a blocked (or the next) poll() return. Async-signal-safe write to the eventfd.
   void interrupt() noexcept;
+  /// Wakes every waiter of every open source (runtime shutdown: the woken procs are
+  /// cancelled, which closes their sockets). Returns how many waiters were woken.
+  std::size_t wake_all() noexcept;
   /// Sources currently registered (open).
   [[nodiscard]] std::size_t registered() const noexcept {
     return registered_.load(std::memory_order_seq_cst);
@@ -119,6 +134,8 @@ private:
   std::mutex poll_mu_; // held by the polling thread for a whole poll (wait + dispatch)
   std::mutex retired_mu_;
   io_source* retired_ = nullptr;
+  std::mutex live_mu_;
+  io_source* live_ = nullptr; // open sources, linked through prev_live_/next_live_
 };
 
 /// Awaits the next readiness edge of `src` in direction `d` after sequence `seen` (or its

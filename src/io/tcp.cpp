@@ -38,14 +38,12 @@ using time_point = std::chrono::steady_clock::time_point;
   throw std::system_error(err, std::generic_category(), "bastion::io: " + what);
 }
 
-detail::reactor& current_reactor() {
-  return detail::reactor_of(detail::current_or_default_runtime());
-}
-
 /// A reference to a source held for the length of one operation (so that close() from
 /// another proc cannot free it, nor let its fd be reused, under the operation).
 class source_ref {
 public:
+  /// Takes a reference on `s` and registers it with the reactor of the runtime running the
+  /// current proc. Throws bad_file_descriptor when closed, logic_error outside a proc.
   source_ref(io_source* s, const char* op)
       : s_(s) {
     if (s_ == nullptr || s_->closed()) {
@@ -53,6 +51,11 @@ public:
           std::make_error_code(std::errc::bad_file_descriptor),
           std::string("bastion::io: ") + op + " on a closed socket");
     }
+    auto* cur = detail::current_proc();
+    if (cur == nullptr) {
+      throw std::logic_error(std::string("bastion::io: ") + op + " awaited outside a bastion proc");
+    }
+    s_->ensure_registered(cur->rt_);
     s_->add_ref();
   }
   source_ref(const source_ref&) = delete;
@@ -188,7 +191,7 @@ struct tcp_access {
 
   static stream adopt(int fd) {
     stream s;
-    s.src_ = io::current_reactor().add(fd); // closes fd when it throws
+    s.src_ = new io_source(fd);
     return s;
   }
 
@@ -338,7 +341,7 @@ tcp_stream::tcp_stream(int fd) {
     ::close(fd);
     throw_errno(err, "fcntl(O_NONBLOCK)");
   }
-  src_ = current_reactor().add(fd);
+  src_ = new detail::io_source(fd);
 }
 
 tcp_stream::tcp_stream(tcp_stream&& o) noexcept
@@ -480,7 +483,7 @@ tcp_listener tcp_listener::bind(const std::string& host, std::uint16_t port, int
     throw_errno(err, "bind/listen on " + format_address(*addr));
   }
   tcp_listener l;
-  tcp_access::set_source(l, current_reactor().add(fd));
+  tcp_access::set_source(l, new detail::io_source(fd));
   return l;
 }
 

@@ -22,6 +22,8 @@ namespace bastion::io {
 /// The socket is non-blocking and registered with its runtime's reactor (epoll, edge
 /// triggered, after mio/Tokio): a read or write that would block suspends the awaiting proc,
 /// which resumes on an executor worker once the socket is ready again; nothing spins.
+/// A socket is served by the runtime of the proc that first awaits an operation on it
+/// (creating one registers nothing and never starts the global runtime).
 /// Destroying the stream closes the socket, so a proc that owns one closes it when it ends,
 /// fails (its frame unwinds) or is cancelled (its frame is destroyed while it waits); an
 /// operation still waiting when its proc is cancelled is withdrawn from the reactor first.
@@ -37,10 +39,10 @@ class tcp_stream {
 public:
   /// An empty stream (not connected).
   tcp_stream() noexcept = default;
-  /// Adopts `fd`, a connected stream socket, and makes it non-blocking. Registers it with the
-  /// current runtime's reactor (the calling worker's or run()'s, else the global runtime).
-  /// Throws std::invalid_argument when `fd` is negative, std::system_error when the reactor
-  /// refuses it. The stream owns `fd` from then on, even when this throws.
+  /// Adopts `fd`, a connected stream socket, and makes it non-blocking. Throws
+  /// std::invalid_argument when `fd` is negative, std::system_error when fcntl fails (`fd`
+  /// is closed then). The first operation registers it with its runtime's reactor (epoll may
+  /// refuse a descriptor that is not a socket: that operation throws std::system_error).
   explicit tcp_stream(int fd);
   tcp_stream(tcp_stream&& o) noexcept;
   tcp_stream& operator=(tcp_stream&& o) noexcept;
@@ -123,8 +125,7 @@ public:
   [[nodiscard]] static tcp_listener
   bind(const std::string& host, std::uint16_t port, int backlog = 4096);
 
-  /// Accepts the next connection; suspends while none is pending. The stream is registered
-  /// with the reactor of the current runtime. Throws std::system_error (e.g.
+  /// Accepts the next connection; suspends while none is pending. Throws std::system_error (e.g.
   /// too_many_files_open when the process is out of descriptors: the pending connection
   /// stays queued).
   [[nodiscard]] task<tcp_stream> accept();

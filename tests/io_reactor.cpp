@@ -1,0 +1,152 @@
+// tests/io_reactor.cpp: how the reactor lives inside the executor: an idle server uses no
+// CPU, busy workers still serve sockets, shutdown cancels procs waiting on sockets, and a
+// socket may outlive its runtime.
+#include <bastion/executor/runtime.hpp>
+#include <bastion/executor/spawn.hpp>
+#include <bastion/io/tcp.hpp>
+#include <bastion/lightproc/errors.hpp>
+
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+using bastion::task;
+using bastion::io::tcp_listener;
+using bastion::io::tcp_stream;
+
+namespace {
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+std::chrono::nanoseconds process_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+bastion::runtime_config two_workers() {
+  return bastion::runtime_config{}.workers(2).pin_workers(false);
+}
+
+task<std::size_t> echo_once(tcp_listener& l) {
+  auto s = co_await l.accept();
+  char buf[256];
+  const auto n = co_await s.read_some(buf);
+  co_await s.write_all(std::span<const char>(buf, n));
+  co_return n;
+}
+
+task<std::string> ask_echo(std::uint16_t port, std::string msg) {
+  auto s = co_await tcp_stream::connect("127.0.0.1", port);
+  co_await s.write_all(msg);
+  std::string back(msg.size(), '\0');
+  co_await s.read_exact(back);
+  co_return back;
+}
+
+} // namespace
+
+TEST_CASE("an idle runtime with a listening socket uses (almost) no CPU", "[io][reactor]") {
+  bastion::runtime rt(two_workers());
+  auto l = tcp_listener::bind("127.0.0.1", 0);
+  auto h = rt.spawn(echo_once(l));    // parks in accept: the driver waits in epoll_wait
+  std::this_thread::sleep_for(100ms); // let the workers finish their bounded spin and park
+  const auto cpu0 = process_cpu_time();
+  const auto wall0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(500ms);
+  const auto cpu = process_cpu_time() - cpu0;
+  const auto wall = std::chrono::steady_clock::now() - wall0;
+  // A spinning poller would burn ~wall of CPU; parked threads burn next to nothing. The bound
+  // is a tenth of the wall time, far from either (sanitizers add background threads).
+  INFO("cpu " << cpu.count() << " ns over " << wall.count() << " ns");
+  CHECK(cpu < wall / 10);
+  CHECK(rt.run(ask_echo(l.local_port(), "ping")) == "ping");
+  CHECK(std::move(h).join() == 4);
+}
+
+TEST_CASE("sockets are served while every worker stays busy", "[io][reactor]") {
+  // Two procs keep both workers busy by yielding (they never park), so nobody waits in
+  // epoll_wait: the readiness must come from the workers' periodic non-blocking poll.
+  bastion::runtime rt(two_workers());
+  std::atomic<bool> stop{false};
+  auto spin = [](std::atomic<bool>* stop) -> task<int> {
+    int rounds = 0;
+    while (!stop->load(std::memory_order_relaxed)) {
+      co_await bastion::yield_now();
+      ++rounds;
+    }
+    co_return rounds;
+  };
+  auto l = tcp_listener::bind("127.0.0.1", 0);
+  auto s1 = rt.spawn(spin(&stop));
+  auto s2 = rt.spawn(spin(&stop));
+  auto server = rt.spawn(echo_once(l));
+  auto client = rt.spawn(ask_echo(l.local_port(), "busy"));
+  const bool done = bastion::test::wait_until([&] { return client.is_finished(); });
+  stop = true;
+  REQUIRE(done);
+  CHECK(std::move(client).join() == "busy");
+  CHECK(std::move(server).join() == 4);
+  CHECK(std::move(s1).join() > 0);
+  CHECK(std::move(s2).join() > 0);
+}
+
+TEST_CASE("shutdown cancels procs waiting on sockets and closes them", "[io][reactor]") {
+  const auto fds = open_fds();
+  std::optional<bastion::join_handle<std::size_t>> acceptor;
+  std::optional<bastion::join_handle<std::size_t>> reader;
+  {
+    bastion::runtime rt(two_workers());
+    auto l = std::make_shared<tcp_listener>(tcp_listener::bind("127.0.0.1", 0));
+    acceptor.emplace(rt.spawn([](std::shared_ptr<tcp_listener> l) -> task<std::size_t> {
+      auto s = co_await l->accept();
+      auto t = co_await l->accept(); // never comes: shutdown cancels it here
+      co_return 1;
+    }(l)));
+    reader.emplace(rt.spawn([](std::uint16_t port) -> task<std::size_t> {
+      auto s = co_await tcp_stream::connect("127.0.0.1", port);
+      char buf[16];
+      co_return co_await s.read_some(buf); // the server never writes
+    }(l->local_port())));
+    l.reset(); // the acceptor's reference keeps the listener
+    // Both procs end up parked on sockets; then the runtime shuts down.
+    std::this_thread::sleep_for(100ms);
+    rt.shutdown();
+  }
+  CHECK(acceptor->is_finished());
+  CHECK(reader->is_finished());
+  CHECK_THROWS_AS(std::move(*acceptor).join(), bastion::proc_cancelled);
+  CHECK_THROWS_AS(std::move(*reader).join(), bastion::proc_cancelled);
+  CHECK(open_fds() == fds); // every socket (and the reactor's epoll and eventfd) closed
+}
+
+TEST_CASE("a socket may outlive its runtime", "[io][reactor]") {
+  const auto fds = open_fds();
+  std::optional<tcp_listener> kept;
+  {
+    bastion::runtime rt(two_workers());
+    kept = rt.run([]() -> task<tcp_listener> {
+      co_return tcp_listener::bind("127.0.0.1", 0);
+    }());
+    CHECK(kept->local_port() != 0);
+  }
+  CHECK(kept->is_open());
+  kept->close(); // deregisters from the reactor the socket keeps alive
+  CHECK_FALSE(kept->is_open());
+  CHECK(open_fds() == fds);
+}
