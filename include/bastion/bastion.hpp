@@ -11,6 +11,7 @@
 #include <bastion/executor/spawn.hpp>
 #include <bastion/executor/stats.hpp>
 #include <bastion/executor/topology.hpp>
+#include <bastion/io/file.hpp>
 #include <bastion/io/tcp.hpp>
 #include <bastion/lightproc/errors.hpp>
 #include <bastion/lightproc/fiber.hpp>

@@ -280,6 +280,7 @@ void runtime_impl::shutdown() {
       break;
     }
   }
+  reactor_->free_retired(); // no poller is left
   stopped_.store(true, std::memory_order_release);
 }
 

@@ -236,6 +236,18 @@ std::size_t reactor::poll(std::optional<std::chrono::steady_clock::time_point> d
   // Sources retired while this batch was dispatched may have been named by it: only now
   // are they unreachable.
   free_retired();
+  lk.unlock();
+  // A retire() whose try_lock met our lock pushed before we unlocked: free it here (a
+  // retired source holds its reactor, so one left behind would keep the reactor alive).
+  bool left = false;
+  {
+    std::lock_guard rl(retired_mu_);
+    left = retired_ != nullptr;
+  }
+  if (left && poll_mu_.try_lock()) {
+    free_retired();
+    poll_mu_.unlock();
+  }
   return handled;
 }
 
@@ -250,16 +262,16 @@ bool readiness_operation::await_suspend(std::coroutine_handle<> h) {
   auto& slot = src_->slot(dir_);
   if (deadline_) {
     race_.start(cur);
-    slot.store(race_.event_target());
+    mine_ = race_.event_target();
   } else {
-    slot.publish(cur);
+    cur->add_ref();
+    mine_ = static_cast<wake_target*>(cur);
   }
-  published_ = true;
+  slot.store(mine_);
   // Dekker pair with io_source::bump (sequence, then take): either the edge is visible now
   // or the reactor saw our waker.
   if (moved()) {
-    published_ = false;
-    if (slot.retract()) {
+    if (slot.retract_if(std::exchange(mine_, nullptr))) {
       race_.finish();
       return false;
     }

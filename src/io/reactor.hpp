@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 namespace bastion::detail {
 
@@ -126,8 +127,13 @@ private:
   void deregister(io_source* s) noexcept;
   /// Queues `s` for freeing after the current epoll batch.
   void retire(io_source* s) noexcept;
+
+public:
+  /// Frees the retired sources (no poll may run concurrently: the runtime calls it after its
+  /// workers have stopped). A retired source holds its reactor, so this also breaks that cycle.
   void free_retired() noexcept;
 
+private:
   int epfd_ = -1;
   int evfd_ = -1;
   std::atomic<std::size_t> registered_{0};
@@ -167,9 +173,8 @@ public:
 private:
   [[nodiscard]] bool moved() const noexcept { return src_->seq(dir_) != seen_ || src_->closed(); }
   void withdraw() noexcept {
-    if (published_) {
-      published_ = false;
-      src_->slot(dir_).retract();
+    if (mine_ != nullptr) {
+      src_->slot(dir_).retract_if(std::exchange(mine_, nullptr));
     }
     race_.finish();
   }
@@ -179,7 +184,7 @@ private:
   std::uint32_t seen_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   deadline_race race_;
-  bool published_ = false;
+  wake_target* mine_ = nullptr; // what this operation parked in the slot, until withdrawn
 };
 
 /// The reactor of `rt` (the runtime's, created with it).

@@ -245,23 +245,34 @@ struct tcp_access {
   static task<stream> connect_one(sockaddr_storage addr, std::optional<io::time_point> deadline) {
     stream out = adopt(io::new_socket(addr.ss_family));
     io::source_ref s(out.src_, "connect");
-    const auto seen = s->seq(io_dir::write);
     if (::connect(s->fd(), reinterpret_cast<const sockaddr*>(&addr), io::length_of(addr)) == 0) {
       co_return out;
     }
     if (errno != EINPROGRESS && errno != EINTR) {
       io::throw_errno(errno, "connect to " + io::format_address(addr));
     }
-    co_await io::ready_wait(s, io_dir::write, seen, deadline, "connect");
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(s->fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
-      err = errno;
+    // A fresh socket reports an edge when it is registered, before it is connected: each
+    // wake is only a hint. Snapshot, check the outcome, and wait only while still connecting.
+    for (;;) {
+      const auto seen = s->seq(io_dir::write);
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(s->fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+        err = errno;
+      }
+      if (err != 0) {
+        io::throw_errno(err, "connect to " + io::format_address(addr));
+      }
+      sockaddr_storage peer{};
+      socklen_t plen = sizeof peer;
+      if (::getpeername(s->fd(), reinterpret_cast<sockaddr*>(&peer), &plen) == 0) {
+        co_return out;
+      }
+      if (errno != ENOTCONN) {
+        io::throw_errno(errno, "connect to " + io::format_address(addr));
+      }
+      co_await io::ready_wait(s, io_dir::write, seen, deadline, "connect");
     }
-    if (err != 0) {
-      io::throw_errno(err, "connect to " + io::format_address(addr));
-    }
-    co_return out;
   }
 
   static task<stream>

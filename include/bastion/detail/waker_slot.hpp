@@ -46,6 +46,18 @@ public:
     return static_cast<bool>(w);
   }
 
+  /// Takes the waker back only when it is still `mine` (the target this waiter stored): true
+  /// when it was (and is dropped). A later waiter's waker is left alone, so a waiter torn
+  /// down late (its proc was cancelled) cannot strand the next one.
+  bool retract_if(wake_target* mine) noexcept {
+    wake_target* expected = mine;
+    if (slot_.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst)) {
+      waker{mine}.reset();
+      return true;
+    }
+    return false;
+  }
+
 private:
   std::atomic<wake_target*> slot_{nullptr};
 };

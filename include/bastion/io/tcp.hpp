@@ -24,9 +24,12 @@ namespace bastion::io {
 /// which resumes on an executor worker once the socket is ready again; nothing spins.
 /// A socket is served by the runtime of the proc that first awaits an operation on it
 /// (creating one registers nothing and never starts the global runtime).
-/// Destroying the stream closes the socket, so a proc that owns one closes it when it ends,
-/// fails (its frame unwinds) or is cancelled (its frame is destroyed while it waits); an
-/// operation still waiting when its proc is cancelled is withdrawn from the reactor first.
+/// Destroying the stream closes the socket, so a proc that owns one in a local variable
+/// closes it when it ends, fails (its frame unwinds) or is cancelled (its frame is destroyed
+/// while it waits); an operation still waiting when its proc is cancelled is withdrawn from
+/// the reactor first. A stream passed to a coroutine by value lives in its frame, which a
+/// spawned proc keeps until its join handle is consumed or dropped: move it into a local
+/// (`auto s = std::move(param);`) to close it when the body ends.
 ///
 /// Errors: operations throw std::system_error carrying the errno (std::generic_category),
 /// e.g. std::errc::connection_reset when the peer reset the connection, and
