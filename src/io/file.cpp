@@ -153,10 +153,14 @@ auto blocking_op(std::shared_ptr<State> st, const char* op, F f)
   if (!st) {
     throw_closed(op);
   }
-  co_return co_await spawn_blocking([st = std::move(st), f = std::move(f)]() mutable {
+  // The job and its handle are named locals, never temporaries of the co_await expression:
+  // g++-12 mis-destroys such temporaries in a coroutine frame (a heap corruption seen here).
+  auto job = [st = std::move(st), f = std::move(f)]() mutable {
     const auto held = std::move(st);
     return f(*held);
-  });
+  };
+  auto h = spawn_blocking(std::move(job));
+  co_return co_await std::move(h);
 }
 
 } // namespace
@@ -187,12 +191,14 @@ const std::filesystem::path& file::path() const noexcept {
 task<file> file::open(std::filesystem::path path, open_mode mode) {
   // The blocking call builds the shared state itself: if this proc is cancelled while
   // open(2) runs, the state sits in the discarded result and closes the descriptor.
-  auto st = co_await spawn_blocking([p = std::move(path), flags = open_flags(mode)] {
+  auto job = [p = std::move(path), flags = open_flags(mode)] {
     fd_guard fd{open_fd(p, flags)};
     auto s = std::make_shared<state>(fd.get(), p);
     fd.release();
     return s;
-  });
+  };
+  auto h = spawn_blocking(std::move(job)); // named: see blocking_op
+  auto st = co_await std::move(h);
   co_return file{std::move(st)};
 }
 
@@ -246,17 +252,21 @@ task<void> file::truncate(std::uint64_t bytes) {
 }
 
 task<std::string> read_file(std::filesystem::path path) {
-  co_return co_await spawn_blocking([p = std::move(path)] {
+  auto job = [p = std::move(path)] {
     const fd_guard fd{open_fd(p, O_RDONLY)};
     return read_all(fd.get(), p);
-  });
+  };
+  auto h = spawn_blocking(std::move(job)); // named: see blocking_op
+  co_return co_await std::move(h);
 }
 
 task<void> write_file(std::filesystem::path path, std::string data) {
-  co_await spawn_blocking([p = std::move(path), d = std::move(data)] {
+  auto job = [p = std::move(path), d = std::move(data)] {
     const fd_guard fd{open_fd(p, O_WRONLY | O_CREAT | O_TRUNC)};
     write_all(fd.get(), d, p);
-  });
+  };
+  auto h = spawn_blocking(std::move(job)); // named: see blocking_op
+  co_await std::move(h);
 }
 
 } // namespace bastion::io
