@@ -158,7 +158,8 @@ bastion::children_ref group(std::string name, std::size_t n, Body body) {
 }
 
 // skynet: a node gets (num, size, parent); a leaf tells num to its parent; an inner node starts
-// a group of 10 children, sums their 10 replies and tells the sum up. The root node is asked.
+// a group of 10 children (redundancy 10: one control event), sums their 10 replies and tells
+// the sum up. The root node is asked.
 struct sk_args {
   std::uint64_t num;
   std::uint64_t size;
@@ -167,6 +168,14 @@ struct sk_args {
 struct sk_root {
   std::uint64_t size;
 };
+
+bastion::task<> skynet_node(context& ctx);
+
+/// A group of 10 skynet nodes (unnamed: nobody looks them up) under the root supervisor: one
+/// control event starts all 10.
+bastion::children_ref skynet_group() {
+  return g_sys->children([](children_builder& c) { c.redundancy(10).exec(&skynet_node); });
+}
 
 bastion::task<> skynet_node(context& ctx) {
   std::uint64_t num = 0;
@@ -188,7 +197,7 @@ bastion::task<> skynet_node(context& ctx) {
   std::uint64_t result = num;
   if (size > 1) {
     const std::uint64_t sub = size / 10;
-    const auto kids = group("skynet", 10, &skynet_node).elems();
+    const auto kids = skynet_group().elems();
     const auto self = ctx.signature();
     for (std::uint64_t i = 0; i < 10; ++i) {
       kids[i].tell(sk_args{num + i * sub, sub, self}, ctx.id());
@@ -346,8 +355,11 @@ bastion::task<std::uint64_t> ring(std::uint64_t n) {
   co_return co_await std::move(done);
 }
 
-// fjcreate: the master creates N actors one by one (a group of one each) and asks each its
-// index; each replies and finishes. Timed until the master holds every reply.
+// fjcreate: the master creates N actors, asks each its index; each replies and finishes.
+// Timed until the master holds every reply. The N actors are one children group of
+// redundancy N (one call, one control message to the supervisor: the natural way to start
+// many identical actors); `fjcreate_groups` creates them one by one instead, as N groups of
+// one, each through the supervisor's control queue.
 bastion::task<> fj_body(context& ctx) {
   bastion::match(
       co_await ctx.recv(),
@@ -356,6 +368,20 @@ bastion::task<> fj_body(context& ctx) {
 }
 
 bastion::task<std::uint64_t> fjcreate(std::uint64_t n) {
+  const auto members = group("fj", n, &fj_body).elems();
+  std::vector<bastion::reply_future<std::uint64_t>> replies;
+  replies.reserve(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    replies.push_back(members[i].ask<std::uint64_t>(i));
+  }
+  std::uint64_t sum = 0;
+  for (auto& r : replies) {
+    sum += co_await std::move(r);
+  }
+  co_return sum;
+}
+
+bastion::task<std::uint64_t> fjcreate_groups(std::uint64_t n) {
   std::vector<bastion::reply_future<std::uint64_t>> replies;
   replies.reserve(n);
   for (std::uint64_t i = 0; i < n; ++i) {
@@ -447,6 +473,7 @@ std::span<const workload> workload_table() {
       {"ring", &run_master<&ring>, false},
       {"counting", &run_master<&counting>, false},
       {"fjcreate", &run_master<&fjcreate>, false},
+      {"fjcreate_groups", &run_master<&fjcreate_groups>, false},
       {"idle_actors", &run_master<&idle_actors<false>>, false},
       {"idle_actors_groups", &run_master<&idle_actors<true>>, false},
   };

@@ -3,6 +3,10 @@
 #include <bastion/executor/spawn.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <deque>
+#include <limits>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -13,7 +17,43 @@ namespace {
 detail::envelope* as_envelope(detail::mpsc_node* n) noexcept {
   return static_cast<detail::envelope*>(n);
 }
+
+std::uint32_t clamp_capacity(std::size_t n) noexcept {
+  return static_cast<std::uint32_t>(
+      std::min<std::size_t>(n, std::numeric_limits<std::uint32_t>::max()));
+}
+
+/// Waits a moment for a sender that is between its two push steps on another thread (its node
+/// is linked a few instructions after it took its place; longer only when the OS preempted it
+/// right there): spin first, then let the OS run it, then back off with short sleeps so a long
+/// preemption does not turn into a yield storm.
+void wait_for_link(unsigned& spins) noexcept {
+  ++spins;
+  if (spins < 64) {
+    return;
+  }
+  if (spins < 96) {
+    std::this_thread::yield();
+    return;
+  }
+  std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
 } // namespace
+
+/// The waiting senders of a bounded backpressure mailbox (FIFO), with their mutex.
+struct mailbox::sender_list {
+  std::mutex mu;
+  std::deque<send_operation*> waiting; ///< guarded by mu
+};
+
+mailbox::mailbox(mailbox_config cfg, dead_letters& sink)
+    : cap_(clamp_capacity(cfg.capacity_))
+    , policy_(cfg.policy_)
+    , sink_(&sink) {
+  if (bounded_backpressure()) {
+    senders_ = std::make_unique<sender_list>();
+  }
+}
 
 mailbox::~mailbox() {
   close();
@@ -38,7 +78,7 @@ void mailbox::enqueue(message&& m) noexcept {
   queue_.push(m.release());
   std::atomic_thread_fence(std::memory_order_seq_cst);
   consumer_.take().wake();
-  if (policy_ == overflow_policy::drop_oldest && cap_ != 0) {
+  if (bounded_drop_oldest()) {
     trim_from_sender();
   }
 }
@@ -121,11 +161,12 @@ mailbox::send_operation::~send_operation() {
   }
   bool abandoned = false;
   {
-    std::lock_guard lock(mb_.senders_mu_);
+    auto& list = *mb_.senders_;
+    std::lock_guard lock(list.mu);
     if (queued_) { // the proc was cancelled while it waited
       queued_ = false;
-      mb_.senders_.erase(std::find(mb_.senders_.begin(), mb_.senders_.end(), this));
-      mb_.has_senders_.store(!mb_.senders_.empty(), std::memory_order_seq_cst);
+      list.waiting.erase(std::find(list.waiting.begin(), list.waiting.end(), this));
+      mb_.has_senders_.store(!list.waiting.empty(), std::memory_order_seq_cst);
       w_.reset();
       abandoned = true;
     }
@@ -136,7 +177,7 @@ mailbox::send_operation::~send_operation() {
 }
 
 bool mailbox::send_operation::await_ready() {
-  if (mb_.policy_ != overflow_policy::backpressure || mb_.cap_ == 0) {
+  if (!mb_.bounded_backpressure()) {
     result_ = mb_.try_send(std::move(m_));
     return true;
   }
@@ -160,14 +201,15 @@ bool mailbox::send_operation::await_suspend(std::coroutine_handle<> h) {
   if (cur == nullptr) {
     throw std::logic_error("bastion::mailbox::send: must wait outside a bastion proc");
   }
-  std::unique_lock lock(mb_.senders_mu_);
+  auto& list = *mb_.senders_;
+  std::unique_lock lock(list.mu);
   if (mb_.closed_.load(std::memory_order_seq_cst)) {
     lock.unlock();
     mb_.sink_->record(std::move(m_), dead_letter_reason::stopped_target);
     return false;
   }
   mb_.has_senders_.store(true, std::memory_order_seq_cst);
-  if (mb_.senders_.empty() && mb_.admit()) {
+  if (list.waiting.empty() && mb_.admit()) {
     mb_.has_senders_.store(false, std::memory_order_seq_cst);
     lock.unlock();
     mb_.enqueue(std::move(m_));
@@ -178,7 +220,7 @@ bool mailbox::send_operation::await_suspend(std::coroutine_handle<> h) {
   w_ = cur->make_waker();
   queued_ = true;
   suspended_ = true;
-  mb_.senders_.push_back(this);
+  list.waiting.push_back(this);
   return true;
 }
 
@@ -186,16 +228,17 @@ void mailbox::admit_senders() {
   std::vector<detail::waker> wake;
   std::vector<message> in;
   {
-    std::lock_guard lock(senders_mu_);
-    while (!senders_.empty() && admit()) {
-      auto* op = senders_.front();
-      senders_.pop_front();
+    std::lock_guard lock(senders_->mu);
+    auto& waiting = senders_->waiting;
+    while (!waiting.empty() && admit()) {
+      auto* op = waiting.front();
+      waiting.pop_front();
       op->queued_ = false;
       op->result_ = true;
       in.push_back(std::move(op->m_));
       wake.push_back(std::move(op->w_));
     }
-    has_senders_.store(!senders_.empty(), std::memory_order_seq_cst);
+    has_senders_.store(!waiting.empty(), std::memory_order_seq_cst);
   }
   for (auto& m : in) {
     enqueue(std::move(m)); // admitted above, in the waiters' order
@@ -209,7 +252,7 @@ void mailbox::admit_senders() {
 
 std::optional<message> mailbox::try_recv() {
   detail::mpsc_node* n = nullptr;
-  if (policy_ == overflow_policy::drop_oldest && cap_ != 0) {
+  if (bounded_drop_oldest()) {
     lock_consumer();
     auto* chain = trim_locked(cap_);
     n = queue_.pop();
@@ -222,7 +265,7 @@ std::optional<message> mailbox::try_recv() {
     return std::nullopt;
   }
   size_.fetch_sub(1, std::memory_order_seq_cst);
-  if (policy_ == overflow_policy::backpressure && has_senders_.load(std::memory_order_seq_cst)) {
+  if (bounded_backpressure() && has_senders_.load(std::memory_order_seq_cst)) {
     admit_senders();
   }
   auto* e = as_envelope(n);
@@ -232,35 +275,60 @@ std::optional<message> mailbox::try_recv() {
   return message::adopt(e);
 }
 
-/// Parks the consumer until a sender (or close) wakes it; does not suspend when a message
-/// was admitted meanwhile.
-class mailbox::consumer_wait {
-public:
-  explicit consumer_wait(mailbox& mb) noexcept
-      : mb_(mb) {}
-  consumer_wait(const consumer_wait&) = delete;
-  consumer_wait& operator=(const consumer_wait&) = delete;
-  ~consumer_wait() { mb_.consumer_.retract(); } // harmless after a wake; needed on cancel
-  [[nodiscard]] bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    auto* cur = detail::current_proc();
-    if (cur == nullptr) {
-      throw std::logic_error("bastion::mailbox::recv: awaited outside a bastion proc");
-    }
-    cur->set_resume_point(h);
-    mb_.consumer_.publish(cur);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (mb_.size_.load(std::memory_order_seq_cst) > 0
-        || mb_.closed_.load(std::memory_order_seq_cst)) {
-      return !mb_.consumer_.retract(); // retracted: go on; else a wake is on its way
-    }
+bool mailbox::recv_ready(message& out) {
+  if (auto m = try_recv()) {
+    out = std::move(*m);
     return true;
   }
-  void await_resume() const noexcept {}
+  return false;
+}
 
-private:
-  mailbox& mb_;
-};
+bool mailbox::park(std::coroutine_handle<> h, message& out) {
+  auto* cur = detail::current_proc();
+  if (cur == nullptr) {
+    throw std::logic_error("bastion::mailbox::recv: awaited outside a bastion proc");
+  }
+  cur->set_resume_point(h);
+  consumer_.publish(cur);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Re-check by taking: a sender links its message, fences, then takes the waker, so either
+  // this reaches the message or that sender wakes us. A message admitted but not linked yet
+  // is not waited for here: its sender wakes us.
+  if (auto m = try_recv()) {
+    out = std::move(*m);
+    return !consumer_.retract(); // retracted: go on at once; else a wake is on its way
+  }
+  if (closed_.load(std::memory_order_seq_cst)) {
+    return !consumer_.retract();
+  }
+  return true;
+}
+
+void mailbox::unpark() noexcept {
+  (void)consumer_.retract(); // harmless after a wake; needed when the proc was cancelled
+}
+
+message mailbox::recv_resume(message& ready, bool& parked) {
+  if (parked) {
+    parked = false;
+    unpark();
+  }
+  if (ready) {
+    return std::move(ready);
+  }
+  // Woken by a sender (its message is linked), by close(), or not suspended because the
+  // mailbox was closed meanwhile. Rarely, an earlier sender on another thread is still between
+  // its two push steps, so nothing is reachable yet: wait for its link.
+  for (unsigned spins = 0;;) {
+    if (auto m = try_recv()) {
+      return std::move(*m);
+    }
+    if (closed_.load(std::memory_order_seq_cst) && size_.load(std::memory_order_seq_cst) <= 0) {
+      throw mailbox_closed{};
+    }
+    wait_for_link(spins);
+  }
+}
 
 /// consumer_wait with a deadline: the wake and a timer race through a race_cell (the loser
 /// only drops its reference).
@@ -304,22 +372,6 @@ private:
   detail::deadline_race race_;
 };
 
-task<message> mailbox::recv_slow() {
-  for (;;) {
-    if (auto m = try_recv()) {
-      co_return std::move(*m);
-    }
-    if (closed_.load(std::memory_order_seq_cst) && size_.load(std::memory_order_seq_cst) <= 0) {
-      throw mailbox_closed{};
-    }
-    if (size_.load(std::memory_order_seq_cst) > 0) {
-      co_await yield_now(); // a sender is between its two push steps
-      continue;
-    }
-    co_await consumer_wait{*this};
-  }
-}
-
 task<std::optional<message>> mailbox::recv_until(clock::time_point deadline) {
   for (;;) {
     if (auto m = try_recv()) {
@@ -343,15 +395,15 @@ void mailbox::close() {
   closed_.store(true, std::memory_order_seq_cst);
   std::vector<detail::waker> wake;
   std::vector<message> out;
-  {
-    std::lock_guard lock(senders_mu_);
-    for (auto* op : senders_) {
+  if (senders_) {
+    std::lock_guard lock(senders_->mu);
+    for (auto* op : senders_->waiting) {
       op->queued_ = false;
       op->result_ = false;
       out.push_back(std::move(op->m_));
       wake.push_back(std::move(op->w_));
     }
-    senders_.clear();
+    senders_->waiting.clear();
     has_senders_.store(false, std::memory_order_seq_cst);
   }
   for (auto& m : out) {
@@ -365,7 +417,7 @@ void mailbox::close() {
 }
 
 std::size_t mailbox::drain_to_dead_letters(dead_letter_reason r) {
-  const bool locked = policy_ == overflow_policy::drop_oldest && cap_ != 0;
+  const bool locked = bounded_drop_oldest();
   std::size_t n = 0;
   for (;;) {
     detail::mpsc_node* node = nullptr;

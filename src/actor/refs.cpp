@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -48,11 +50,11 @@ std::string path::to_string() const {
 std::uint64_t address::id() const noexcept {
   return slot_ ? slot_->id : 0;
 }
-const std::string& address::name() const noexcept {
-  return slot_ ? slot_->name : empty_string();
+const std::string& address::name() const {
+  return slot_ ? slot_->group->name() : empty_string();
 }
-const path& address::path() const noexcept {
-  return slot_ ? slot_->path : root_path();
+const path& address::path() const {
+  return slot_ ? slot_->path() : root_path();
 }
 bool address::is_stopped() const noexcept {
   return !slot_ || slot_->stopped.load(std::memory_order_acquire);
@@ -71,13 +73,13 @@ mailbox* address::mailbox_ptr() const noexcept {
 // ---- child_ref ----
 
 namespace {
-void post_to_parent(const std::shared_ptr<detail::node>& n, detail::sup_event::type t) {
+void post_to_parent(const detail::slot_ptr& n, detail::sup_event::type t) {
   if (!n) {
     return;
   }
-  if (auto p = n->parent.lock()) {
-    detail::sup_event ev{t};
-    ev.n = n;
+  if (auto p = n->group->sup.lock()) {
+    auto ev = std::make_unique<detail::sup_event>(t);
+    ev->n = detail::node_ref{n};
     p->post(std::move(ev));
   }
 }
@@ -86,8 +88,8 @@ void post_group(const std::shared_ptr<detail::group_state>& g, detail::sup_event
     return;
   }
   if (auto p = g->sup.lock()) {
-    detail::sup_event ev{t};
-    ev.group = g;
+    auto ev = std::make_unique<detail::sup_event>(t);
+    ev->group = g;
     p->post(std::move(ev));
   }
 }
@@ -105,8 +107,8 @@ void child_ref::kill() const {
 std::uint64_t children_ref::id() const noexcept {
   return g_ ? g_->id : 0;
 }
-const std::string& children_ref::name() const noexcept {
-  return g_ ? g_->spec.name : empty_string();
+const std::string& children_ref::name() const {
+  return g_ ? g_->name() : empty_string();
 }
 const path& children_ref::path() const noexcept {
   return g_ ? g_->path : root_path();
@@ -117,11 +119,18 @@ std::vector<child_ref> children_ref::elems() const {
     return out;
   }
   std::lock_guard lock(g_->mu);
-  out.reserve(g_->members.size());
-  for (const auto& s : g_->members) {
-    out.emplace_back(address{s});
+  out.reserve(g_->count);
+  for (auto* s = g_->first; s != nullptr; s = s->next) {
+    out.emplace_back(address{detail::slot_ptr{s}});
   }
   return out;
+}
+std::size_t children_ref::size() const {
+  if (!g_) {
+    return 0;
+  }
+  std::lock_guard lock(g_->mu);
+  return g_->count;
 }
 void children_ref::stop() const {
   post_group(g_, detail::sup_event::type::stop_group);
@@ -131,15 +140,6 @@ void children_ref::kill() const {
 }
 
 // ---- context ----
-
-context::context(
-    std::shared_ptr<detail::child_slot> slot,
-    std::shared_ptr<detail::group_state> group,
-    std::uint64_t incarnation) noexcept
-    : slot_(std::move(slot))
-    , group_(std::move(group))
-    , incarnation_(incarnation) {
-}
 
 context::recv_operation context::recv() noexcept {
   return recv_operation{*this, slot_->mb};
@@ -152,27 +152,42 @@ std::optional<message> context::try_recv() {
   return m;
 }
 child_ref context::signature() const {
-  return child_ref{address{slot_}};
+  return child_ref{address{detail::slot_ptr{slot_}}};
 }
 children_ref context::parent() const {
-  return children_ref{group_};
+  return children_ref{slot_->group};
 }
 supervisor_ref context::supervisor() const {
-  return supervisor_ref{slot_->parent.lock()};
+  return supervisor_ref{slot_->group->sup.lock()};
 }
 std::uint64_t context::id() const noexcept {
   return slot_->id;
 }
+std::uint64_t context::incarnation() const noexcept {
+  return slot_->incarnation;
+}
 mailbox& context::mailbox_ref() const noexcept {
   return slot_->mb;
 }
+std::optional<message_info> context::current_message() const {
+  if (cur_type_ == nullptr) {
+    return std::nullopt;
+  }
+  return message_info{cur_kind_, cur_type_, cur_sender_, nullptr};
+}
 std::optional<message_info> context::take_failed_message() noexcept {
-  std::optional<message_info> info = current_;
-  if (info && held_) {
-    try {
-      info->envelope = std::make_shared<const message>(std::move(held_));
-    } catch (...) {
-      // No memory for the shared envelope: the failure keeps the message's info only.
+  std::optional<message_info> info;
+  if (cur_type_ != nullptr) {
+    info.emplace();
+    info->kind = cur_kind_;
+    info->type = cur_type_;
+    info->sender_id = cur_sender_;
+    if (held_) {
+      try {
+        info->envelope = std::make_shared<const message>(std::move(held_));
+      } catch (...) {
+        // No memory for the shared envelope: the failure keeps the message's info only.
+      }
     }
   }
   held_ = message{};
@@ -187,21 +202,24 @@ std::uint64_t supervisor_ref::id() const noexcept {
 const path& supervisor_ref::path() const noexcept {
   return c_ ? c_->path : root_path();
 }
+std::size_t supervisor_ref::size() const noexcept {
+  return c_ ? c_->element_count.load(std::memory_order_relaxed) : 0;
+}
 void supervisor_ref::strategy(supervision_strategy s) const {
   if (c_) {
-    detail::sup_event ev{detail::sup_event::type::set_strategy};
-    ev.strategy = s;
+    auto ev = std::make_unique<detail::sup_event>(detail::sup_event::type::set_strategy);
+    ev->strategy = s;
     c_->post(std::move(ev));
   }
 }
 void supervisor_ref::stop() const {
   if (c_) {
-    c_->post(detail::sup_event{detail::sup_event::type::stop});
+    c_->post(std::make_unique<detail::sup_event>(detail::sup_event::type::stop));
   }
 }
 void supervisor_ref::kill() const {
   if (c_) {
-    c_->post(detail::sup_event{detail::sup_event::type::kill});
+    c_->post(std::make_unique<detail::sup_event>(detail::sup_event::type::kill));
   }
 }
 
@@ -226,40 +244,35 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
   }
   const auto id = next_node_id();
   auto p = sup->path.child(id);
-  if (spec.name.empty()) {
-    spec.name = fmt::format("children-{}", id);
-  }
-  const std::string name = spec.name;
+  const bool named = !spec.name.empty(); // an unnamed group's name is built on demand
   const auto cfg = spec.mailbox;
   const auto n = spec.redundancy;
-  auto g = std::make_shared<group_state>(id, p, std::move(spec), sup, sup->sys);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto cid = next_node_id();
-    auto slot = std::make_shared<child_slot>(cid, p.child(cid), name, sup, sup->sys, g, cfg);
-    g->slots.push_back(slot);
-  }
-  g->members = g->slots;
-  {
-    std::lock_guard lock(sup->sys->mu);
-    sup->sys->names.emplace(name, g);
+  auto g = std::make_shared<group_state>(id, std::move(p), std::move(spec), sup, sup->sys);
+  auto& sink = *sup->sys->sink;
+  try {
+    for (std::size_t i = 0; i < n; ++i) {
+      g->link(new child_slot(next_node_id(), g, cfg, sink)); // the list adopts the reference
+    }
+    if (named) {
+      sup->sys->register_group(*g);
+    }
+  } catch (...) {
+    g->close_unstarted(); // the members made so far refer to g: let them go
+    sup->sys->unregister_group(*g);
+    throw;
   }
   if (post) {
-    sup_event ev{sup_event::type::add_group};
-    ev.group = g;
+    auto ev = std::make_unique<sup_event>(sup_event::type::add_group);
+    ev->group = g;
     if (!sup->post(std::move(ev))) {
       // The supervisor is gone for good: so is the group.
-      for (auto& slot : g->slots) {
-        slot->state = node::run_state::stopped;
-        slot->stopped.store(true, std::memory_order_release);
-        slot->mb.close();
-      }
-      std::lock_guard lock(g->mu);
-      g->members.clear();
+      g->close_unstarted();
+      sup->sys->unregister_group(*g);
     }
   } else {
-    sup->elements.push_back({g, nullptr});
+    sup->attach(g);
   }
-  return children_ref{g};
+  return children_ref{std::move(g)};
 }
 
 std::shared_ptr<supervisor_core> make_supervisor(const std::shared_ptr<supervisor_core>& sup) {
@@ -275,16 +288,16 @@ void attach_supervisor(
     const std::shared_ptr<supervisor_core>& child,
     bool post) {
   if (post) {
-    sup_event ev{sup_event::type::add_supervisor};
-    ev.sup = child;
+    auto ev = std::make_unique<sup_event>(sup_event::type::add_supervisor);
+    ev->sup = child;
     if (!sup->post(std::move(ev))) {
       child->state = node::run_state::stopped;
       child->stopped.store(true, std::memory_order_release);
       finalize_subtree(*child, false);
-      child->control.close();
+      drain_control(*child);
     }
   } else {
-    sup->elements.push_back({nullptr, child});
+    sup->attach(child);
   }
 }
 

@@ -2,13 +2,14 @@
 // restart machinery: strategies, policies, backoff timers, intensity and escalation.
 //
 // Every tree mutation happens on the supervisor's own proc, in the loop below; other threads
-// only post events into its control mailbox. Semantics: Erlang/OTP's supervisor behaviour
-// (strategies, intensity, escalation, shutdown in reverse start order).
+// only post events (and exit notes) into its control queue. Semantics: Erlang/OTP's supervisor
+// behaviour (strategies, intensity, escalation, shutdown in reverse start order).
 #include <bastion/actor/context.hpp>
 #include <bastion/actor/dispatcher.hpp>
 #include <bastion/actor/distributor.hpp>
 #include <bastion/actor/supervisor.hpp>
 #include <bastion/executor/sleep.hpp>
+#include <bastion/executor/spawn.hpp>
 #include <bastion/log.hpp>
 
 #include "tree.hpp"
@@ -57,42 +58,38 @@ std::string failure::what() const {
 
 namespace detail {
 
-std::uint64_t next_node_id() noexcept {
-  static std::atomic<std::uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
-}
-
-dead_letters& control_sink() noexcept {
-  static auto* sink = new dead_letters; // never destroyed: control mailboxes may outlive statics
-  return *sink;
-}
-
-bool supervisor_core::post(sup_event ev) {
-  return control.try_send(message::tell(std::move(ev)));
-}
-
-void group_state::remove_member(const child_slot* s) {
-  std::lock_guard lock(mu);
-  std::erase_if(members, [s](const auto& m) { return m.get() == s; });
-}
-
 namespace {
+
+/// The path of a node (a child's is built on first use: call it for logging only when the
+/// line is logged).
+const bastion::path& path_of(const node& n) {
+  if (n.kind_ == node::kind::actor) {
+    return static_cast<const child_slot&>(n).path();
+  }
+  return static_cast<const supervisor_core&>(n).path;
+}
 
 template <class F>
 void guarded(const char* what, const node& n, F&& f) noexcept {
   try {
     f();
   } catch (const std::exception& e) {
-    logger().error("bastion: the {} callback of {} threw: {}", what, n.path, e.what());
+    try {
+      logger().error("bastion: the {} callback of {} threw: {}", what, path_of(n), e.what());
+    } catch (...) {
+    }
   } catch (...) {
-    logger().error("bastion: the {} callback of {} threw a non-std exception", what, n.path);
+    try {
+      logger().error("bastion: the {} callback of {} threw a non-std exception", what, path_of(n));
+    } catch (...) {
+    }
   }
 }
 
 /// Routing membership (docs/routing.md): a child joins its group's distributors and
 /// dispatchers when an incarnation starts and leaves them when it ends (stop, fault, finish).
 /// Both are idempotent; called on the supervisor's proc (or while no proc runs the tree).
-void join_routes(const std::shared_ptr<child_slot>& slot, const group_state& g) noexcept {
+void join_routes(const slot_ptr& slot, const group_state& g) noexcept {
   if (g.spec.distributors.empty() && g.spec.dispatchers.empty()) {
     return;
   }
@@ -105,7 +102,7 @@ void join_routes(const std::shared_ptr<child_slot>& slot, const group_state& g) 
         "dispatcher on_register", *slot, [&] { detail::dispatcher_join(d.state(), child_ref{a}); });
   }
 }
-void leave_routes(const std::shared_ptr<child_slot>& slot, const group_state& g) noexcept {
+void leave_routes(const slot_ptr& slot, const group_state& g) noexcept {
   if (g.spec.distributors.empty() && g.spec.dispatchers.empty()) {
     return;
   }
@@ -118,113 +115,167 @@ void leave_routes(const std::shared_ptr<child_slot>& slot, const group_state& g)
         "dispatcher on_remove", *slot, [&] { detail::dispatcher_leave(d.state(), child_ref{a}); });
   }
 }
-void leave_routes(node& n) noexcept {
-  if (n.kind_ != node::kind::actor) {
-    return;
-  }
-  auto slot = std::static_pointer_cast<child_slot>(n.shared_from_this());
-  if (auto g = slot->group.lock()) {
-    leave_routes(slot, *g);
+void leave_routes(const node_ref& n) noexcept {
+  if (n.slot()) {
+    leave_routes(n.slot(), *n.slot()->group);
   }
 }
 
-/// One actor incarnation: runs the body, then reports its outcome to the supervisor.
-task<> run_actor(
-    std::shared_ptr<child_slot> s, std::shared_ptr<group_state> g, std::uint64_t incarnation) {
-  context ctx{s, g, incarnation};
-  bool failed = false;
-  std::exception_ptr error;
+/// The body of an incarnation whose exec threw instead of returning a task: it fails at once
+/// with that exception (a failure like any other).
+task<> fail_with(std::exception_ptr e) {
+  std::rethrow_exception(std::move(e));
+  co_return;
+}
+
+/// Spawns the next incarnation of `slot`: the group's exec over the slot's context, as the
+/// proc's own body (the context lives in the slot, so no wrapper frame is needed).
+join_handle<void> spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot) {
+  task<> body;
   try {
-    co_await g->spec.exec(ctx);
+    body = g.spec.exec(slot.ctx);
+    if (!body.valid()) {
+      throw std::invalid_argument("bastion: the children group's exec returned an empty task");
+    }
   } catch (...) {
-    failed = true;
-    error = std::current_exception();
+    body = fail_with(std::current_exception());
   }
-  if (auto p = s->parent.lock()) {
-    sup_event ev{sup_event::type::child_exited};
-    ev.n = s;
-    ev.incarnation = incarnation;
-    ev.failed = failed;
-    ev.error = std::move(error);
-    // A failure carries the message being handled (its envelope when the body used
-    // context::handle); a normal end carries only the info.
-    ev.msg = failed ? ctx.take_failed_message() : ctx.current_message();
-    p->post(std::move(ev));
-  }
+  return rt.spawn(std::move(body));
 }
 
-/// Sleeps `delay`, then tells the supervisor the restart is due (the supervisor keeps
-/// handling events meanwhile).
-task<>
-backoff_timer(std::weak_ptr<supervisor_core> sup, std::chrono::milliseconds delay, sup_event ev) {
+/// Sleeps `delay`, then posts `ev` to the supervisor (which keeps handling events meanwhile).
+task<> backoff_timer(
+    std::weak_ptr<supervisor_core> sup,
+    std::chrono::milliseconds delay,
+    std::unique_ptr<sup_event> ev) {
   co_await sleep_for(delay);
   if (auto s = sup.lock()) {
     s->post(std::move(ev));
   }
 }
 
-/// Closes a drained control mailbox's leftovers: groups and supervisors that were never
-/// attached are stopped for good too (their mailboxes closed).
-void drain_control(supervisor_core& s) noexcept {
-  s.control.close();
-  while (auto m = s.control.try_recv()) {
-    auto* ev = static_cast<sup_event*>(m->get()->data());
-    if (ev->t == sup_event::type::add_group && ev->group) {
-      for (auto& slot : ev->group->slots) {
-        slot->state = node::run_state::stopped;
-        slot->stopped.store(true, std::memory_order_release);
-        slot->mb.close();
-        slot->mb.drain_to_dead_letters();
-      }
-      std::lock_guard lock(ev->group->mu);
-      ev->group->members.clear();
-    } else if (ev->t == sup_event::type::add_supervisor && ev->sup) {
-      ev->sup->state = node::run_state::stopped;
-      ev->sup->stopped.store(true, std::memory_order_release);
-      finalize_subtree(*ev->sup, false);
-      drain_control(*ev->sup);
-    }
-  }
-}
-
-/// Stops `n` for good, its proc having ended (or never started).
-void finalize_node(node& n, bool callbacks) noexcept {
-  if (n.state == node::run_state::stopped) {
+/// Removes a group that is done (no members left, and nothing will add one: halted, or no
+/// resizer) from its supervisor's elements and from the name registry.
+void retire_group_if_done(supervisor_core& owner, group_state& g) noexcept {
+  if (!g.attached || g.count != 0 || (!g.halted && g.spec.resize)) {
     return;
   }
-  const bool ran = n.incarnation > 0;
-  n.state = node::run_state::stopped;
-  n.stopped.store(true, std::memory_order_release);
-  leave_routes(n);
-  if (n.kind_ == node::kind::actor) {
-    auto& slot = static_cast<child_slot&>(n);
-    slot.mb.close();
-    slot.mb.drain_to_dead_letters();
-    if (auto g = slot.group.lock()) {
-      g->remove_member(&slot);
-      if (callbacks && ran && g->spec.after_stop) {
-        const child_ref ref{address{std::static_pointer_cast<child_slot>(slot.shared_from_this())}};
-        guarded("after_stop", n, [&] { g->spec.after_stop(ref); });
+  g.sys->unregister_group(g);
+  owner.detach(g); // may drop a reference to g: the caller holds another
+}
+
+/// Every node of `s`, in start order (groups' children in order, then the next element).
+std::vector<node_ref> flatten(const supervisor_core& s) {
+  std::vector<node_ref> out;
+  for (const auto& e : s.elements) {
+    if (e.group) {
+      for (auto& m : e.group->members()) {
+        out.emplace_back(std::move(m));
       }
+    } else if (e.sup) {
+      out.emplace_back(e.sup);
     }
+  }
+  return out;
+}
+
+/// Stops `n` for good, its proc having ended (or never started). `owner` is its supervisor.
+void finalize_node(supervisor_core& owner, const node_ref& n, bool callbacks) noexcept {
+  if (n->state == node::run_state::stopped) {
+    return;
+  }
+  const bool ran = n->incarnation > 0;
+  n->state = node::run_state::stopped;
+  n->stopped.store(true, std::memory_order_release);
+  leave_routes(n);
+  if (const auto& slot = n.slot()) {
+    auto& g = *slot->group;
+    slot->mb.close();
+    slot->mb.drain_to_dead_letters();
+    slot->ctx.reset();
+    (void)g.unlink(slot.get());
+    if (callbacks && ran && g.spec.after_stop) {
+      guarded("after_stop", *slot, [&] { g.spec.after_stop(child_ref{address{slot}}); });
+    }
+    retire_group_if_done(owner, g);
   } else {
-    auto& sup = static_cast<supervisor_core&>(n);
+    auto& sup = *n.sup();
     finalize_subtree(sup, callbacks);
     drain_control(sup);
+    owner.detach(sup);
   }
-  logger().debug("bastion: {} stopped", n.path);
+  if (logger().should_log(spdlog::level::debug)) {
+    try {
+      logger().debug("bastion: {} stopped", path_of(*n));
+    } catch (...) {
+    }
+  }
 }
 
 } // namespace
 
 void finalize_subtree(supervisor_core& s, bool callbacks) noexcept {
-  for (auto e = s.elements.rbegin(); e != s.elements.rend(); ++e) {
-    if (e->group) {
-      for (auto it = e->group->slots.rbegin(); it != e->group->slots.rend(); ++it) {
-        finalize_node(**it, callbacks);
+  std::vector<node_ref> all;
+  try {
+    all = flatten(s);
+  } catch (...) {
+    // No memory for the list: stop element by element, from the last one.
+    while (!s.elements.empty()) {
+      auto e = s.elements.back();
+      if (e.group) {
+        for (;;) {
+          slot_ptr last;
+          {
+            std::lock_guard lock(e.group->mu);
+            last = slot_ptr{e.group->last};
+          }
+          if (!last) {
+            break;
+          }
+          finalize_node(s, node_ref{std::move(last)}, callbacks);
+        }
+      } else if (e.sup) {
+        finalize_node(s, node_ref{e.sup}, callbacks);
       }
-    } else if (e->sup) {
-      finalize_node(*e->sup, callbacks);
+      if (!s.elements.empty() && s.elements.back().group == e.group
+          && s.elements.back().sup == e.sup) {
+        s.elements.pop_back();
+      }
+    }
+  }
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    finalize_node(s, *it, callbacks);
+  }
+  for (auto& e : s.elements) {
+    if (e.group) {
+      e.group->attached = false;
+      s.sys->unregister_group(*e.group);
+    } else if (e.sup) {
+      e.sup->attached = false;
+    }
+  }
+  s.elements.clear();
+  s.element_count.store(0, std::memory_order_relaxed);
+}
+
+void drain_control(supervisor_core& s) noexcept {
+  s.control.close();
+  while (auto* cn = s.control.try_pop()) {
+    if (cn->what == control_node::tag::exit) {
+      auto* slot = static_cast<child_slot*>(cn);
+      slot->exit_queued.store(false, std::memory_order_relaxed);
+      release_slot(slot);
+      continue;
+    }
+    std::unique_ptr<sup_event> ev{static_cast<sup_event*>(cn)};
+    if (ev->t == sup_event::type::add_group && ev->group) {
+      ev->group->close_unstarted();
+      s.sys->unregister_group(*ev->group);
+    } else if (ev->t == sup_event::type::add_supervisor && ev->sup) {
+      ev->sup->state = node::run_state::stopped;
+      ev->sup->stopped.store(true, std::memory_order_release);
+      finalize_subtree(*ev->sup, false);
+      drain_control(*ev->sup);
     }
   }
 }
@@ -240,7 +291,7 @@ public:
 
   task<> run(std::optional<failure> restart) {
     auto& s = *self_;
-    for (auto& n : flatten()) {
+    for (auto& n : flatten(s)) {
       if (n->state == node::run_state::idle || n->state == node::run_state::down) {
         start_node(n, restart ? &*restart : nullptr);
       }
@@ -250,60 +301,42 @@ public:
         arm_heartbeat(e.group);
       }
     }
-    for (;;) {
-      message m = co_await s.control.recv();
-      auto& ev = *static_cast<sup_event*>(m.get()->data());
-      switch (ev.t) {
-      case sup_event::type::child_exited:
-        co_await on_exit(ev);
-        break;
-      case sup_event::type::restart_due:
-        for (auto& n : ev.nodes) {
-          if (n->state == node::run_state::pending && n->pending_token == ev.token) {
-            n->state = node::run_state::down;
-            start_node(n, &ev.fail);
+    for (std::uint32_t handled = 0;; ++handled) {
+      if (handled == yield_every) {
+        // Let the children just spawned run before the next burst of events (spawns and
+        // exits come in bursts: without this, run queues and memory grow breadth-first).
+        handled = 0;
+        co_await yield_now();
+      }
+      control_node* cn = co_await s.control.next();
+      if (cn == nullptr) {
+        continue;
+      }
+      if (cn->what == control_node::tag::exit) {
+        auto slot = slot_ptr::adopt(static_cast<child_slot*>(cn));
+        slot->exit_queued.exchange(false, std::memory_order_acq_rel);
+        // (No declaration in the condition and no temporaries in the co_await: g++-12
+        // mishandles both in coroutines.)
+        std::optional<failed_exit> failed = settle_exit(std::move(slot));
+        if (failed) {
+          node_ref fn = std::move(failed->n);
+          failure ff = std::move(failed->f);
+          failed.reset();
+          co_await on_failure(std::move(fn), std::move(ff));
+        }
+      } else {
+        const std::unique_ptr<sup_event> owned{static_cast<sup_event*>(cn)};
+        auto& ev = *owned;
+        if (ev.t == sup_event::type::stop || ev.t == sup_event::type::kill) {
+          if (ev.incarnation != 0 && ev.incarnation != incarnation_) {
+            continue; // meant for an earlier incarnation
           }
+          co_await stop_all(ev.permanent, ev.t == sup_event::type::stop);
+          co_return;
         }
-        break;
-      case sup_event::type::add_group:
-        s.elements.push_back({ev.group, nullptr});
-        for (auto& slot : ev.group->slots) {
-          start_node(slot, nullptr);
+        if (!on_event_now(ev)) {
+          co_await on_event(ev);
         }
-        arm_heartbeat(ev.group);
-        break;
-      case sup_event::type::add_supervisor:
-        s.elements.push_back({nullptr, ev.sup});
-        start_node(ev.sup, nullptr);
-        break;
-      case sup_event::type::stop_node:
-      case sup_event::type::kill_node:
-        co_await stop_node(ev.n, true, ev.t == sup_event::type::stop_node);
-        break;
-      case sup_event::type::heartbeat:
-        if (ev.incarnation == incarnation_) {
-          armed_.erase(ev.group.get());
-          co_await on_heartbeat(ev.group);
-          arm_heartbeat(ev.group);
-        }
-        break;
-      case sup_event::type::stop_group:
-      case sup_event::type::kill_group:
-        ev.group->halted = true;
-        for (auto it = ev.group->slots.rbegin(); it != ev.group->slots.rend(); ++it) {
-          co_await stop_node(*it, true, ev.t == sup_event::type::stop_group);
-        }
-        break;
-      case sup_event::type::set_strategy:
-        s.strategy.store(ev.strategy, std::memory_order_relaxed);
-        break;
-      case sup_event::type::stop:
-      case sup_event::type::kill:
-        if (ev.incarnation != 0 && ev.incarnation != incarnation_) {
-          break; // meant for an earlier incarnation
-        }
-        co_await stop_all(ev.permanent, ev.t == sup_event::type::stop);
-        co_return;
       }
       if (gave_up_) {
         logger().error(
@@ -322,21 +355,95 @@ public:
   }
 
 private:
-  /// Every node, in start order (groups' children in order, then the next element).
-  [[nodiscard]] std::vector<std::shared_ptr<node>> flatten() const {
-    std::vector<std::shared_ptr<node>> out;
-    for (auto& e : self_->elements) {
-      if (e.group) {
-        out.insert(out.end(), e.group->slots.begin(), e.group->slots.end());
-      } else if (e.sup) {
-        out.push_back(e.sup);
+  /// Events handled in a row before the loop yields its worker.
+  static constexpr std::uint32_t yield_every = 16;
+
+  /// Handles the events that need no waiting (the common ones); false for the others.
+  bool on_event_now(sup_event& ev) {
+    auto& s = *self_;
+    switch (ev.t) {
+    case sup_event::type::restart_due:
+      for (auto& n : ev.nodes) {
+        if (n->state == node::run_state::pending && n->pending_token == ev.token) {
+          n->state = node::run_state::down;
+          start_node(n, &ev.fail);
+        }
       }
+      return true;
+    case sup_event::type::add_group: {
+      auto& g = ev.group;
+      s.attach(g);
+      // Only this proc changes the list, and starting a member does not (its end is handled
+      // later, here): walk it in place.
+      for (auto* slot = g->first; slot != nullptr; slot = slot->next) {
+        start_node(node_ref{slot_ptr{slot}}, nullptr);
+      }
+      arm_heartbeat(g);
+      retire_group_if_done(s, *g);
+      return true;
     }
-    return out;
+    case sup_event::type::add_supervisor:
+      s.attach(ev.sup);
+      start_node(node_ref{ev.sup}, nullptr);
+      return true;
+    case sup_event::type::set_strategy:
+      s.strategy.store(ev.strategy, std::memory_order_relaxed);
+      return true;
+    default:
+      return false;
+    }
+  }
+
+  /// Handles the events that wait for procs to end (stops, exits of child supervisors,
+  /// resizer evaluations).
+  task<> on_event(sup_event& ev) {
+    auto& s = *self_;
+    switch (ev.t) {
+    case sup_event::type::child_exited:
+      if (ev.n->incarnation == ev.incarnation && ev.n->state == node::run_state::running) {
+        (void)co_await std::move(ev.n->handle).recover();
+        ev.n->state = node::run_state::down;
+        leave_routes(ev.n);
+        if (!ev.failed) {
+          finalize_node(s, ev.n, true);
+        } else {
+          failure f{ev.error, std::nullopt, ev.n->id};
+          co_await on_failure(ev.n, std::move(f));
+        }
+      }
+      break;
+    case sup_event::type::stop_node:
+    case sup_event::type::kill_node:
+      co_await stop_node(ev.n, true, ev.t == sup_event::type::stop_node);
+      break;
+    case sup_event::type::heartbeat:
+      if (ev.incarnation == incarnation_) {
+        armed_.erase(ev.group.get());
+        co_await on_heartbeat(ev.group);
+        arm_heartbeat(ev.group);
+      }
+      break;
+    case sup_event::type::stop_group:
+    case sup_event::type::kill_group: {
+      ev.group->halted = true;
+      std::vector<node_ref> all;
+      for (auto& m : ev.group->members()) {
+        all.emplace_back(std::move(m));
+      }
+      for (auto it = all.rbegin(); it != all.rend(); ++it) {
+        co_await stop_node(*it, true, ev.t == sup_event::type::stop_group);
+      }
+      retire_group_if_done(s, *ev.group);
+      break;
+    }
+    default:
+      (void)on_event_now(ev);
+      break;
+    }
   }
 
   /// Spawns a new incarnation of `n` (running its start or restart callbacks around it).
-  void start_node(const std::shared_ptr<node>& n, const failure* f) {
+  void start_node(const node_ref& n, const failure* f) {
     auto& s = *self_;
     if (n->state == node::run_state::stopped || n->state == node::run_state::running) {
       return;
@@ -345,70 +452,69 @@ private:
     static const failure none{};
     const failure& why = f != nullptr ? *f : none;
     auto* rt = s.sys->rt;
-    if (n->kind_ == node::kind::actor) {
-      auto slot = std::static_pointer_cast<child_slot>(n);
-      auto g = slot->group.lock();
-      if (!g) {
-        return;
-      }
-      const child_ref ref{address{slot}};
+    if (const auto& slot = n.slot()) {
+      auto& g = *slot->group;
+      const auto& spec = g.spec;
       if (restart) {
-        if (g->spec.before_restart) {
-          guarded("before_restart", *n, [&] { g->spec.before_restart(ref, why); });
+        if (spec.before_restart) {
+          guarded(
+              "before_restart", *n, [&] { spec.before_restart(child_ref{address{slot}}, why); });
         }
-      } else if (g->spec.before_start) {
-        guarded("before_start", *n, [&] { g->spec.before_start(ref); });
+      } else if (spec.before_start) {
+        guarded("before_start", *n, [&] { spec.before_start(child_ref{address{slot}}); });
       }
       n->incarnation += 1;
       n->state = node::run_state::running;
-      n->handle = rt->spawn(run_actor(slot, g, n->incarnation));
-      join_routes(slot, *g);
+      slot->ctx.reset();
+      n->handle = spawn_body(*rt, g, *slot);
+      arm_exit(*slot);
+      join_routes(slot, g);
       if (restart) {
-        if (g->spec.after_restart) {
-          guarded("after_restart", *n, [&] { g->spec.after_restart(ref, why); });
+        if (spec.after_restart) {
+          guarded("after_restart", *n, [&] { spec.after_restart(child_ref{address{slot}}, why); });
         }
-      } else if (g->spec.after_start) {
-        guarded("after_start", *n, [&] { g->spec.after_start(ref); });
+      } else if (spec.after_start) {
+        guarded("after_start", *n, [&] { spec.after_start(child_ref{address{slot}}); });
       }
     } else {
-      auto sup = std::static_pointer_cast<supervisor_core>(n);
       n->incarnation += 1;
       n->state = node::run_state::running;
       n->handle = rt->spawn(run_supervisor(
-          sup, n->incarnation, restart ? std::optional<failure>(why) : std::nullopt));
+          n.sup(), n->incarnation, restart ? std::optional<failure>(why) : std::nullopt));
     }
     if (restart) {
-      logger().info("bastion: {} restarted (incarnation {})", n->path, n->incarnation);
+      logger().info("bastion: {} restarted (incarnation {})", path_of(*n), n->incarnation);
     }
   }
 
   /// Ends `n`'s current incarnation: cancels an actor's proc (a child supervisor is asked to
   /// stop its subtree) and waits for it. `permanent`: stopped for good (mailbox closed,
   /// after_stop when `callbacks`), else down (to be restarted).
-  task<> stop_node(std::shared_ptr<node> n, bool permanent, bool callbacks) {
+  task<> stop_node(node_ref n, bool permanent, bool callbacks) {
     if (n->state == node::run_state::running) {
-      if (n->kind_ == node::kind::actor) {
+      if (n.slot()) {
         n->handle.cancel();
       } else {
-        sup_event ev{callbacks ? sup_event::type::stop : sup_event::type::kill};
-        ev.permanent = permanent;
-        ev.incarnation = n->incarnation;
-        static_cast<supervisor_core&>(*n).post(std::move(ev));
+        auto ev =
+            std::make_unique<sup_event>(callbacks ? sup_event::type::stop : sup_event::type::kill);
+        ev->permanent = permanent;
+        ev->incarnation = n->incarnation;
+        n.sup()->post(std::move(ev));
       }
       (void)co_await std::move(n->handle).recover();
       n->state = node::run_state::down;
-      leave_routes(*n);
+      leave_routes(n);
     } else if (n->state == node::run_state::pending) {
       n->state = node::run_state::down;
     }
     if (permanent) {
-      finalize_node(*n, callbacks);
+      finalize_node(*self_, n, callbacks);
     }
   }
 
   /// Stops every node in reverse start order.
   task<> stop_all(bool permanent, bool callbacks) {
-    auto all = flatten();
+    auto all = flatten(*self_);
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
       co_await stop_node(*it, permanent, callbacks);
     }
@@ -417,42 +523,36 @@ private:
   /// Starts the group's heartbeat timer (a one-shot proc posting `heartbeat` to this
   /// supervisor; re-armed after each evaluation) when it has a resizer and none is pending.
   void arm_heartbeat(const std::shared_ptr<group_state>& g) {
-    if (!g->spec.resize || g->halted || !armed_.insert(g.get()).second) {
+    if (!g->spec.resize || g->halted || !g->attached || !armed_.insert(g.get()).second) {
       return;
     }
-    sup_event ev{sup_event::type::heartbeat};
-    ev.group = g;
-    ev.incarnation = incarnation_;
+    auto ev = std::make_unique<sup_event>(sup_event::type::heartbeat);
+    ev->group = g;
+    ev->incarnation = incarnation_;
     self_->sys->rt->spawn(backoff_timer(self_, g->spec.heartbeat, std::move(ev))).detach();
   }
 
   /// Starts one more member of `g` (a new slot; its mailbox is new).
   void grow(const std::shared_ptr<group_state>& g) {
-    auto& s = *self_;
-    const auto cid = next_node_id();
-    auto slot = std::make_shared<child_slot>(
-        cid, g->path.child(cid), g->spec.name, self_, s.sys, g, g->spec.mailbox);
-    g->slots.push_back(slot);
-    {
-      std::lock_guard lock(g->mu);
-      g->members.push_back(slot);
-    }
-    start_node(slot, nullptr);
+    auto* raw = new child_slot(next_node_id(), g, g->spec.mailbox, *self_->sys->sink);
+    slot_ptr slot{raw};
+    g->link(raw); // adopts the creation reference
+    start_node(node_ref{std::move(slot)}, nullptr);
   }
 
   /// One resizer evaluation (see bastion::resizer for the rules). Bounds count running and
   /// backoff-pending members.
   task<> on_heartbeat(std::shared_ptr<group_state> g) {
-    if (!g->spec.resize || g->halted) {
+    if (!g->spec.resize || g->halted || !g->attached) {
       co_return;
     }
     const auto& r = *g->spec.resize;
-    std::vector<std::shared_ptr<child_slot>> live;
+    std::vector<slot_ptr> live;
     std::size_t queued = 0;
-    for (auto& sl : g->slots) {
+    for (auto& sl : g->members()) {
       if (sl->state == node::run_state::running || sl->state == node::run_state::pending) {
-        live.push_back(sl);
         queued += sl->mb.size();
+        live.push_back(std::move(sl));
       }
     }
     const std::size_t n = live.size();
@@ -475,18 +575,18 @@ private:
           "bastion: group {} scaled up to {} (avg mailbox {:.1f})", g->path, n + add, avg);
     } else if (avg < r.downscale_threshold() && n > r.lower()) {
       auto remove = std::min(n - r.lower(), scaled(n, r.downscale_rate()));
-      std::vector<std::shared_ptr<child_slot>> victims;
+      std::vector<slot_ptr> victims;
       for (auto it = live.rbegin(); it != live.rend() && victims.size() < remove; ++it) {
         if ((*it)->state == node::run_state::running && (*it)->mb.size() == 0) {
           victims.push_back(*it);
         }
       }
       for (auto& v : victims) {
-        // Out of routing first, so no new routed message picks it; then a graceful stop.
+        // Out of routing and elems() first, so no new message picks it; then a graceful stop.
         leave_routes(v, *g);
-        g->remove_member(v.get());
-        co_await stop_node(v, true, true);
-        std::erase(g->slots, v);
+        (void)g->unlink(v.get());
+        const node_ref victim{v};
+        co_await stop_node(victim, true, true);
       }
       if (!victims.empty()) {
         logger().debug(
@@ -513,25 +613,58 @@ private:
     return restart_times_.size() > *r.max_restarts();
   }
 
-  task<> on_exit(sup_event& ev) {
+  /// A failed incarnation, for on_failure.
+  struct failed_exit {
+    node_ref n;
+    failure f;
+  };
+
+  /// A child's proc ended (its exit note): if the incarnation that runs is the one that
+  /// ended, settle it here when it finished (or was cancelled by the runtime); a failure is
+  /// returned for on_failure. Stale notes (an incarnation this supervisor already ended, or
+  /// one still running) are ignored. No allocation, no waiting.
+  std::optional<failed_exit> settle_exit(slot_ptr slot) {
+    if (slot->state != node::run_state::running || !slot->handle.valid()
+        || !slot->handle.is_finished()) {
+      return std::nullopt;
+    }
+    auto* p = slot->handle.proc();
+    const bool closed = (p->load_state() & proc_header::closed) != 0;
+    bool failed = false;
+    std::exception_ptr error;
+    if (!closed) {
+      try {
+        p->take_result();
+      } catch (...) {
+        failed = true;
+        error = std::current_exception();
+      }
+    }
+    slot->handle.detach(); // frees the finished proc and its frame
+    slot->state = node::run_state::down;
+    node_ref n{std::move(slot)};
+    leave_routes(n); // a failed member leaves its routes; it rejoins when restarted
+    if (!failed) {
+      // Finished (or cancelled by the runtime's shutdown: then without callbacks).
+      if (!closed && logger().should_log(spdlog::level::debug)) {
+        logger().debug("bastion: {} finished", path_of(*n));
+      }
+      finalize_node(*self_, n, !closed);
+      return std::nullopt;
+    }
+    auto msg = n.slot()->ctx.take_failed_message();
+    const auto id = n->id;
+    return failed_exit{std::move(n), failure{std::move(error), std::move(msg), id}};
+  }
+
+  /// A node's incarnation failed (its proc is over and joined, state down, out of its
+  /// routes): restart it (and its siblings, per the strategy), or leave it stopped.
+  task<> on_failure(node_ref n, failure f) {
     auto& s = *self_;
-    auto n = ev.n;
-    if (n->incarnation != ev.incarnation || n->state != node::run_state::running) {
-      co_return; // an incarnation this supervisor already ended
-    }
-    (void)co_await std::move(n->handle).recover();
-    n->state = node::run_state::down;
-    leave_routes(*n); // a failed member leaves its routes; it rejoins when restarted
-    if (!ev.failed) {
-      logger().debug("bastion: {} finished", n->path);
-      finalize_node(*n, true);
-      co_return;
-    }
-    failure f{ev.error, ev.msg, n->id};
-    logger().warn("bastion: {} failed: {}", n->path, f.what());
+    logger().warn("bastion: {} failed: {}", path_of(*n), f.what());
     if (!s.restart.policy().allows(n->restarts)) {
-      logger().warn("bastion: {} is not restarted (restart policy)", n->path);
-      finalize_node(*n, true);
+      logger().warn("bastion: {} is not restarted (restart policy)", path_of(*n));
+      finalize_node(s, n, true);
       co_return;
     }
     if (intensity_exceeded()) {
@@ -542,26 +675,29 @@ private:
     n->restarts += 1;
 
     const auto strategy = s.strategy.load(std::memory_order_relaxed);
-    auto all = flatten();
-    std::vector<std::shared_ptr<node>> set;
-    bool after = false;
-    for (auto& x : all) {
-      if (x == n) {
-        set.push_back(x);
-        after = true;
-        continue;
-      }
-      const bool live =
-          x->state == node::run_state::running || x->state == node::run_state::pending;
-      if (live
-          && (strategy == supervision_strategy::one_for_all
-              || (strategy == supervision_strategy::rest_for_one && after))) {
-        set.push_back(x);
+    std::vector<node_ref> set;
+    if (strategy == supervision_strategy::one_for_one) {
+      set.push_back(n);
+    } else {
+      bool after = false;
+      for (auto& x : flatten(s)) {
+        if (x == n) {
+          set.push_back(x);
+          after = true;
+          continue;
+        }
+        const bool live =
+            x->state == node::run_state::running || x->state == node::run_state::pending;
+        if (live
+            && (strategy == supervision_strategy::one_for_all
+                || (strategy == supervision_strategy::rest_for_one && after))) {
+          set.push_back(x);
+        }
       }
     }
     // Our rule: really stop the siblings (reverse start order) before any replacement starts.
     for (auto it = set.rbegin(); it != set.rend(); ++it) {
-      if (*it != n) {
+      if (!(*it == n)) {
         co_await stop_node(*it, false, true);
       }
     }
@@ -571,15 +707,15 @@ private:
       }
       co_return;
     }
-    logger().info("bastion: restarting {} in {} ms", n->path, delay.count());
-    sup_event due{sup_event::type::restart_due};
-    due.token = ++next_token_;
-    due.fail = f;
+    logger().info("bastion: restarting {} in {} ms", path_of(*n), delay.count());
+    auto due = std::make_unique<sup_event>(sup_event::type::restart_due);
+    due->token = ++next_token_;
+    due->fail = f;
     for (auto& x : set) {
       x->state = node::run_state::pending;
-      x->pending_token = due.token;
+      x->pending_token = due->token;
     }
-    due.nodes = std::move(set);
+    due->nodes = std::move(set);
     s.sys->rt->spawn(backoff_timer(self_, delay, std::move(due))).detach();
   }
 
@@ -607,19 +743,21 @@ task<> run_supervisor(
     error = std::current_exception();
   }
   if (auto p = self->parent.lock()) {
-    sup_event ev{sup_event::type::child_exited};
-    ev.n = self;
-    ev.incarnation = incarnation;
-    ev.failed = failed;
-    ev.error = std::move(error);
+    auto ev = std::make_unique<sup_event>(sup_event::type::child_exited);
+    ev->n = node_ref{self};
+    ev->incarnation = incarnation;
+    ev->failed = failed;
+    ev->error = std::move(error);
     p->post(std::move(ev));
   } else {
     // The root: the system ends with it.
     if (failed) {
       logger().critical("bastion: the root supervisor failed: {}", failure{error, {}, 0}.what());
     }
-    self->state = node::run_state::down;
-    finalize_node(*self, !failed);
+    self->state = node::run_state::stopped;
+    self->stopped.store(true, std::memory_order_release);
+    finalize_subtree(*self, !failed);
+    drain_control(*self);
     self->sys->mark_stopped();
   }
 }

@@ -7,10 +7,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace bastion {
 
@@ -89,31 +91,15 @@ void system::stop() {
     if (!core_->started) {
       // Nothing ever ran: close everything on this thread (no proc touches the tree).
       lock.unlock();
-      root_->state = detail::node::run_state::down;
-      detail::finalize_subtree(*root_, false);
+      root_->state = detail::node::run_state::stopped;
       root_->stopped.store(true, std::memory_order_release);
-      root_->control.close();
-      while (auto m = root_->control.try_recv()) {
-        auto* ev = static_cast<detail::sup_event*>(m->get()->data());
-        if (ev->group) {
-          for (auto& slot : ev->group->slots) {
-            slot->stopped.store(true, std::memory_order_release);
-            slot->mb.close();
-            slot->mb.drain_to_dead_letters();
-          }
-          std::lock_guard glock(ev->group->mu);
-          ev->group->members.clear();
-        }
-        if (ev->sup) {
-          detail::finalize_subtree(*ev->sup, false);
-          ev->sup->control.close();
-        }
-      }
+      detail::finalize_subtree(*root_, false);
+      detail::drain_control(*root_);
       core_->mark_stopped();
       return;
     }
   }
-  root_->post(detail::sup_event{detail::sup_event::type::stop});
+  root_->post(std::make_unique<detail::sup_event>(detail::sup_event::type::stop));
 }
 
 void system::kill() {
@@ -126,7 +112,7 @@ void system::kill() {
       }
     } else {
       core_->stop_requested = true;
-      root_->post(detail::sup_event{detail::sup_event::type::kill});
+      root_->post(std::make_unique<detail::sup_event>(detail::sup_event::type::kill));
       return;
     }
   }
@@ -158,24 +144,30 @@ supervisor_ref system::root() const {
 }
 
 std::optional<children_ref> system::find_group(std::string_view name) const {
+  // Declared before the lock: a group whose last reference is one of these is destroyed
+  // (and unregisters itself, taking the lock) only after the lock is released.
+  std::vector<std::shared_ptr<detail::group_state>> seen;
   std::lock_guard lock(core_->mu);
-  auto [b, e] = core_->names.equal_range(name);
-  std::optional<children_ref> found;
-  for (auto it = b; it != e;) {
-    auto g = it->second.lock();
-    if (!g) {
-      it = core_->names.erase(it);
-      continue;
-    }
-    if (!found) {
-      std::lock_guard glock(g->mu);
-      if (!g->members.empty()) {
-        found = children_ref{g};
-      }
-    }
-    ++it;
+  auto it = core_->names.find(name);
+  if (it == core_->names.end()) {
+    return std::nullopt;
   }
-  return found;
+  for (auto* g = it->second.first; g != nullptr; g = g->reg_next) {
+    auto sp = g->weak_from_this().lock();
+    if (!sp) {
+      continue; // being destroyed: it unregisters itself once we let go of the lock
+    }
+    bool has_members = false;
+    {
+      std::lock_guard glock(sp->mu);
+      has_members = sp->count != 0;
+    }
+    if (has_members) {
+      return children_ref{std::move(sp)};
+    }
+    seen.push_back(std::move(sp));
+  }
+  return std::nullopt;
 }
 
 bastion::dead_letters& system::dead_letters() const noexcept {

@@ -1,9 +1,10 @@
 // src/actor/tree.hpp (private): the supervision tree's state: system_core, nodes (child slots
-// and supervisor cores), groups, and the events a supervisor's control mailbox carries.
+// and supervisor cores), groups, the supervisor's control queue and the events it carries.
 #pragma once
 
 #include <bastion/actor/address.hpp>
 #include <bastion/actor/children.hpp>
+#include <bastion/actor/context.hpp>
 #include <bastion/actor/dead_letters.hpp>
 #include <bastion/actor/mailbox.hpp>
 #include <bastion/actor/restart.hpp>
@@ -11,11 +12,16 @@
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include <bastion/detail/mpsc_queue.hpp>
+#include <bastion/detail/proc.hpp>
+#include <bastion/detail/waker_slot.hpp>
+
 #include <atomic>
 #include <condition_variable>
+#include <coroutine>
 #include <cstdint>
-#include <deque>
 #include <exception>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,84 +49,207 @@ public:
   bool stop_requested = false;
   bool stopped = false;
 
-  // The name registry (guarded by mu).
-  std::multimap<std::string, std::weak_ptr<group_state>, std::less<>> names;
+  /// The name registry (guarded by mu): for each name, the named groups registered under it,
+  /// oldest first (an intrusive list through group_state::reg_prev/reg_next). A group is in it
+  /// from its creation until it is done (no members left, removed from its supervisor) or
+  /// destroyed. Lock order: mu before any group's mu.
+  struct name_entry {
+    group_state* first = nullptr;
+    group_state* last = nullptr;
+  };
+  std::map<std::string, name_entry, std::less<>> names;
+
+  /// Registers a named group. Takes mu. O(log names).
+  void register_group(group_state& g);
+  /// Removes `g` from the registry (no effect when it is not in it). Takes mu. O(log names).
+  void unregister_group(group_state& g) noexcept;
 
   /// Marks the system stopped and releases block_until_stopped().
   void mark_stopped();
 };
 
-/// The sink of control mailboxes (events to a supervisor that is gone): not the user's.
+/// The sink of control queues (events to a supervisor that is gone): not the user's.
 dead_letters& control_sink() noexcept;
 
-/// A supervised element: a child actor or a child supervisor.
+/// A link of a supervisor's control queue: an event (heap, owned by the queue until taken)
+/// or a child's exit note (embedded in its slot; the queue owns one slot reference).
+struct control_node : mpsc_node {
+  enum class tag : std::uint8_t { event, exit };
+  explicit control_node(tag t) noexcept
+      : what(t) {}
+  const tag what;
+};
+
+/// A supervisor's inbox: an intrusive MPSC queue (detail/mpsc_queue.hpp) of control nodes that
+/// its proc awaits; pushing allocates nothing.
 ///
-/// Concurrency design: id, path, name, parent and sys are immutable after construction.
-/// `stopped` goes false -> true once (release; refs read it acquire). Every other field is
-/// touched only by the parent supervisor's proc (or by the builder thread before the node is
-/// attached): no locks.
-class node : public std::enable_shared_from_this<node> {
+/// Concurrency design:
+///   q_/consumer_ — a Dekker pair through seq_cst fences: a pusher links its node, fences, then
+///              takes the consumer's waker; the consumer publishes its waker, fences, then pops.
+///              Either the pop reaches the node, or the pusher (whose fence came later) finds
+///              the waker. A pop that finds a node not yet linked by its pusher suspends: that
+///              pusher wakes it. So the consumer never spins.
+///   gate_    — closed bit (bit 31) plus the number of pushes in progress. A push enters with
+///              fetch_add and fails when the bit is set; close() sets the bit, then waits until
+///              the pushes in progress are done, so after close() no event is ever pushed
+///              (a late event cannot be lost in a queue nobody drains). Exit notes skip the
+///              gate (push_note): a late note is settled by ~supervisor_core.
+/// Thread-safety: push() and push_note() from any thread; everything else only from the
+/// owning supervisor's proc (or, once that proc is gone, whoever finalizes the supervisor).
+class control_queue {
+public:
+  control_queue() noexcept = default;
+  control_queue(const control_queue&) = delete;
+  control_queue& operator=(const control_queue&) = delete;
+
+  /// Appends `n` and wakes the consumer. False when the queue is closed (n is not taken).
+  /// Safe from any thread. Lock-free, O(1).
+  bool push(control_node* n) noexcept;
+  /// push() without the close gate, for exit notes: one that lands after close() stays until
+  /// the queue's owner is destroyed (harmless: a note only refers to its slot). Lock-free.
+  void push_note(control_node* n) noexcept;
+  /// Takes the oldest node, or null. Only the consumer. O(1).
+  control_node* try_pop() noexcept;
+  /// Closes the queue; when it returns no push is in progress and every later push fails.
+  /// Idempotent. Only the consumer.
+  void close() noexcept;
+  /// True once close() ran.
+  [[nodiscard]] bool is_closed() const noexcept {
+    return (gate_.load(std::memory_order_acquire) & closed_bit) != 0;
+  }
+
+  /// Awaiter of next(): the next node; parks the consumer proc while the queue is empty.
+  /// Yields null (rarely) when woken while a node was not linked yet: await again.
+  /// Immovable.
+  class [[nodiscard]] next_operation {
+  public:
+    explicit next_operation(control_queue& q) noexcept
+        : q_(q) {}
+    next_operation(const next_operation&) = delete;
+    next_operation& operator=(const next_operation&) = delete;
+    ~next_operation() {
+      if (parked_) {
+        (void)q_.consumer_.retract();
+      }
+    }
+    [[nodiscard]] bool await_ready() noexcept {
+      n_ = q_.try_pop();
+      return n_ != nullptr;
+    }
+    bool await_suspend(std::coroutine_handle<> h);
+    control_node* await_resume() noexcept;
+
+  private:
+    control_queue& q_;
+    control_node* n_ = nullptr;
+    bool parked_ = false;
+  };
+  /// Awaits the next node. Only the consumer, on a bastion proc.
+  next_operation next() noexcept { return next_operation{*this}; }
+
+private:
+  static constexpr std::uint32_t closed_bit = 1U << 31;
+
+  mpsc_queue q_;
+  std::atomic<std::uint32_t> gate_{0};
+  waker_slot consumer_;
+};
+
+/// A supervised element's tree state: a child actor (child_slot) or a child supervisor
+/// (supervisor_core). Not an owner: slots are owned through slot_ptr (intrusive count),
+/// supervisors through std::shared_ptr; node_ref holds either.
+///
+/// Concurrency design: kind_ and id are immutable. `stopped` goes false -> true once
+/// (release; refs read it acquire). Every other field is touched only by the parent
+/// supervisor's proc (or by the builder thread before the node is attached): no locks.
+class node {
 public:
   enum class kind : std::uint8_t { actor, supervisor };
   /// idle: never started; running: an incarnation runs; pending: waiting for a backoff timer;
   /// down: stopped for now (to be restarted with its supervisor); stopped: for good.
   enum class run_state : std::uint8_t { idle, running, pending, down, stopped };
 
-  node(
-      kind k,
-      std::uint64_t id,
-      bastion::path p,
-      std::string name,
-      std::weak_ptr<supervisor_core> parent,
-      std::shared_ptr<system_core> sys)
+  node(kind k, std::uint64_t id) noexcept
       : kind_(k)
-      , id(id)
-      , path(std::move(p))
-      , name(std::move(name))
-      , parent(std::move(parent))
-      , sys(std::move(sys)) {}
-  virtual ~node() = default;
+      , id(id) {}
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
 
   const kind kind_;
-  const std::uint64_t id;
-  const bastion::path path;
-  const std::string name;
-  const std::weak_ptr<supervisor_core> parent;
-  const std::shared_ptr<system_core> sys;
   std::atomic<bool> stopped{false};
-
   // Parent-supervisor-proc only:
-  join_handle<void> handle;
-  std::uint64_t incarnation = 0;
   run_state state = run_state::idle;
-  std::size_t restarts = 0;
+  std::uint32_t restarts = 0;
+  const std::uint64_t id;
+  std::uint64_t incarnation = 0;
   std::uint64_t pending_token = 0;
+  join_handle<void> handle;
+
+protected:
+  ~node() = default; // owned as a child_slot or a supervisor_core, never as a node
 };
 
-/// A child actor's slot: stable across restarts, owning the mailbox.
-class child_slot final : public node {
+/// The first part of a child's slot: its exit-note link and, in the link's tail padding, its
+/// reference count and flags (a slot is the per-actor cost: every byte counts).
+struct slot_header : control_node {
+  slot_header() noexcept
+      : control_node(tag::exit) {}
+  std::atomic<bool> exit_queued{false};
+  bool linked = false; ///< in the group's member list (guarded like child_slot::prev/next)
+  std::atomic<std::uint32_t> refs{1};
+};
+
+/// A child actor's slot: stable across restarts, owning the mailbox and the context; one
+/// allocation per child. Its parent supervisor is its group's.
+///
+/// It is also the wake_target its proc's completion wakes (the slot is registered as the
+/// proc's join waiter), which queues its exit note (the control_node base) to the
+/// supervisor: no allocation and no extra proc per exit.
+/// Concurrency design (besides node's): refs is the intrusive count (see slot_ptr).
+/// exit_queued is true while the exit note is in the control queue (set by the completion
+/// with an exchange, cleared by the supervisor with an exchange when it takes the note: the
+/// note says "look at this slot", so one queued note covers any number of completions).
+/// prev/next/linked link the group's member list: written under the group's mu, on the
+/// supervisor's proc (or the builder thread before the group is attached).
+class child_slot final
+    : public slot_header
+    , public wake_target
+    , public node {
 public:
   child_slot(
-      std::uint64_t id,
-      bastion::path p,
-      std::string name,
-      std::weak_ptr<supervisor_core> parent,
-      std::shared_ptr<system_core> sys,
-      std::weak_ptr<group_state> group,
-      mailbox_config cfg)
-      : node(kind::actor, id, std::move(p), std::move(name), std::move(parent), sys)
-      , sink_keep(sys->sink)
-      , mb(cfg, *sink_keep)
-      , group(std::move(group)) {}
+      std::uint64_t id, std::shared_ptr<group_state> g, mailbox_config cfg, dead_letters& sink);
+  child_slot(const child_slot&) = delete;
+  child_slot& operator=(const child_slot&) = delete;
+  ~child_slot();
 
-  const std::shared_ptr<dead_letters> sink_keep; ///< keeps the mailbox's sink alive
+  /// The slot's path (built on first use and kept; see address::path).
+  const bastion::path& path() const;
+
+  child_slot* prev = nullptr;
+  child_slot* next = nullptr;
+  const std::shared_ptr<group_state> group;
   mailbox mb;
-  const std::weak_ptr<group_state> group;
+  context ctx;
+
+private:
+  mutable std::atomic<bastion::path*> path_{nullptr};
 };
 
-/// A children group: its spec, every slot it ever had (supervisor proc only) and its current
-/// members (mutex-guarded, for elems()).
-class group_state {
+struct element;
+
+/// Registers `s` (running: its handle holds the new proc) as its proc's join waiter, so that
+/// the proc's end queues the slot's exit note to its supervisor. Supervisor proc only.
+void arm_exit(child_slot& s) noexcept;
+
+/// A children group: its spec and its current members (children not stopped for good), in
+/// start order, as an intrusive list (O(1) removal).
+///
+/// Concurrency design: the member list (first/last/count and each slot's prev/next/linked) is
+/// written only by the group's supervisor proc (or the builder thread before the group is
+/// attached), always under mu; readers on other threads (elems(), size(), find_group) take
+/// mu; the supervisor proc reads it without mu. halted/attached/pos: supervisor proc only.
+/// reg_prev/reg_next/registered: guarded by the system's mu.
+class group_state : public std::enable_shared_from_this<group_state> {
 public:
   group_state(
       std::uint64_t id,
@@ -133,31 +262,88 @@ public:
       , spec(std::move(s))
       , sup(std::move(sup))
       , sys(std::move(sys)) {}
+  group_state(const group_state&) = delete;
+  group_state& operator=(const group_state&) = delete;
+  ~group_state();
 
   const std::uint64_t id;
   const bastion::path path;
-  const children_spec spec; ///< spec.name is never empty
+  const children_spec spec; ///< spec.name is empty for an unnamed group (see name())
   const std::weak_ptr<supervisor_core> sup;
   const std::shared_ptr<system_core> sys;
 
-  std::vector<std::shared_ptr<child_slot>> slots; ///< creation thread, then supervisor proc
-  bool halted = false; ///< supervisor proc: stopped as a whole (no more resizing)
-
   mutable std::mutex mu;
-  std::vector<std::shared_ptr<child_slot>> members; ///< guarded by mu
+  child_slot* first = nullptr;
+  child_slot* last = nullptr;
+  std::size_t count = 0;
 
-  void remove_member(const child_slot* s);
+  bool halted = false;   ///< stopped as a whole (no more resizing)
+  bool attached = false; ///< in its supervisor's elements, at `pos`
+  std::list<element>::iterator pos;
+
+  bool registered = false;
+  group_state* reg_prev = nullptr;
+  group_state* reg_next = nullptr;
+
+private:
+  mutable std::atomic<std::string*> auto_name_{nullptr};
+
+public:
+  /// The group's name: spec.name, or "children-<id>" for an unnamed group (built on first
+  /// use and kept, so unnamed groups that nobody asks for cost no string). Safe from any
+  /// thread; throws std::bad_alloc when the name cannot be built.
+  const std::string& name() const;
+
+  /// Appends `s` to the member list, adopting one reference. Takes mu. O(1).
+  void link(child_slot* s) noexcept;
+  /// Removes `s` from the member list (no effect when it is not in it) and returns the list's
+  /// reference (null when it was not linked). Takes mu. O(1).
+  slot_ptr unlink(child_slot* s) noexcept;
+  /// The members, in start order (supervisor proc, or under no concurrent writer). O(n).
+  [[nodiscard]] std::vector<slot_ptr> members() const;
+  /// Stops every member of a group that never ran (or whose supervisor is gone): closed,
+  /// drained, unlinked. No callbacks.
+  void close_unstarted() noexcept;
 };
 
-/// What a supervisor's control mailbox carries (as tells of sup_event).
-struct sup_event {
+/// An element of a supervisor: a group or a child supervisor, in start order.
+struct element {
+  std::shared_ptr<group_state> group;
+  std::shared_ptr<supervisor_core> sup;
+};
+
+/// An owning reference to a node of either kind (for lists of nodes to stop or restart).
+class node_ref {
+public:
+  node_ref() noexcept = default;
+  explicit node_ref(slot_ptr s) noexcept;
+  explicit node_ref(std::shared_ptr<supervisor_core> s) noexcept;
+
+  [[nodiscard]] node* get() const noexcept { return n_; }
+  node* operator->() const noexcept { return n_; }
+  node& operator*() const noexcept { return *n_; }
+  [[nodiscard]] explicit operator bool() const noexcept { return n_ != nullptr; }
+  /// The slot (null for a supervisor).
+  [[nodiscard]] const slot_ptr& slot() const noexcept { return slot_; }
+  /// The supervisor (null for a slot).
+  [[nodiscard]] const std::shared_ptr<supervisor_core>& sup() const noexcept { return sup_; }
+  friend bool operator==(const node_ref& a, const node_ref& b) noexcept { return a.n_ == b.n_; }
+
+private:
+  node* n_ = nullptr;
+  slot_ptr slot_;
+  std::shared_ptr<supervisor_core> sup_;
+};
+
+/// An event for a supervisor's control queue (heap-allocated; the consumer deletes it).
+struct sup_event final : control_node {
   enum class type : std::uint8_t {
-    child_exited,   ///< node, incarnation, failed, error, msg
+    child_exited,   ///< a child supervisor's proc ended: n, incarnation, failed, error
     restart_due,    ///< nodes, token, fail
     add_group,      ///< group
     add_supervisor, ///< sup
-    stop_node,      ///< node (graceful, for good)
-    kill_node,      ///< node (no callbacks, for good)
+    stop_node,      ///< n (graceful, for good)
+    kill_node,      ///< n (no callbacks, for good)
     stop_group,     ///< group
     kill_group,     ///< group
     set_strategy,   ///< strategy
@@ -166,21 +352,21 @@ struct sup_event {
     heartbeat, ///< group, incarnation: evaluate the group's resizer, re-arm
   };
   explicit sup_event(type what) noexcept
-      : t(what) {}
+      : control_node(tag::event)
+      , t(what) {}
 
   type t;
-  std::shared_ptr<node> n;
-  std::uint64_t incarnation = 0;
   bool failed = false;
+  bool permanent = true;
+  supervision_strategy strategy = supervision_strategy::one_for_one;
+  node_ref n;
+  std::uint64_t incarnation = 0;
   std::exception_ptr error;
-  std::optional<message_info> msg;
-  std::vector<std::shared_ptr<node>> nodes;
+  std::vector<node_ref> nodes;
   std::uint64_t token = 0;
   failure fail;
   std::shared_ptr<group_state> group;
   std::shared_ptr<supervisor_core> sup;
-  supervision_strategy strategy = supervision_strategy::one_for_one;
-  bool permanent = true;
 };
 
 /// A supervisor: a node whose body is the event loop over `control`.
@@ -191,22 +377,41 @@ public:
       bastion::path p,
       std::weak_ptr<supervisor_core> parent,
       std::shared_ptr<system_core> sys)
-      : node(kind::supervisor, id, std::move(p), "supervisor", std::move(parent), std::move(sys))
-      , control(mailbox_config{}, control_sink()) {}
+      : node(kind::supervisor, id)
+      , path(std::move(p))
+      , parent(std::move(parent))
+      , sys(std::move(sys)) {}
+  supervisor_core(const supervisor_core&) = delete;
+  supervisor_core& operator=(const supervisor_core&) = delete;
+  /// Deletes events nobody took (a supervisor that never ran its loop).
+  ~supervisor_core();
 
-  mailbox control;
+  const bastion::path path;
+  const std::weak_ptr<supervisor_core> parent;
+  const std::shared_ptr<system_core> sys;
+
+  control_queue control;
   std::atomic<supervision_strategy> strategy{supervision_strategy::one_for_one};
   restart_strategy restart; ///< builder thread, then read-only
 
-  /// An element: a group or a child supervisor, in start order.
-  struct element {
-    std::shared_ptr<group_state> group;
-    std::shared_ptr<supervisor_core> sup;
-  };
-  std::vector<element> elements; ///< builder thread, then this supervisor's proc only
+  /// Groups and child supervisors, in start order; done ones are removed (O(1): a group
+  /// keeps its position, a child supervisor `pos`). Builder thread, then this supervisor's
+  /// proc only.
+  std::list<element> elements;
+  /// elements.size(), readable from any thread (relaxed; written where elements changes).
+  std::atomic<std::size_t> element_count{0};
+  bool attached = false;            ///< in its parent's elements, at pos (parent's proc)
+  std::list<element>::iterator pos; ///< valid while attached
 
-  /// Posts an event; false when the supervisor is gone for good.
-  bool post(sup_event ev);
+  /// Appends a group (or a child supervisor) to elements and records its position.
+  void attach(const std::shared_ptr<group_state>& g);
+  void attach(const std::shared_ptr<supervisor_core>& child);
+  /// Removes an attached group (or child supervisor) from elements. O(1).
+  void detach(group_state& g) noexcept;
+  void detach(supervisor_core& child) noexcept;
+
+  /// Posts an event; false when the supervisor is gone for good (the event is destroyed).
+  bool post(std::unique_ptr<sup_event> ev);
 };
 
 /// The body of a supervisor's incarnation: start the elements, then handle events.
@@ -218,5 +423,9 @@ task<> run_supervisor(
 /// Walks a subtree that no proc runs any more and stops it for good: mailboxes closed and
 /// drained, members removed; after_stop runs for children when `callbacks`.
 void finalize_subtree(supervisor_core& s, bool callbacks) noexcept;
+
+/// Closes a supervisor's control queue (its loop is over, or never ran) and settles what is
+/// left in it: groups and supervisors that were never attached are stopped for good too.
+void drain_control(supervisor_core& s) noexcept;
 
 } // namespace bastion::detail

@@ -25,6 +25,64 @@ class child_slot;
 class group_state;
 class supervisor_core;
 class system_core;
+
+/// Internal: takes one more reference on a child's slot. Safe from any thread. O(1).
+void retain_slot(child_slot* s) noexcept;
+/// Internal: drops one reference on a child's slot; the last one destroys it (its mailbox is
+/// drained to dead letters). Safe from any thread. O(1).
+void release_slot(child_slot* s) noexcept;
+
+/// Internal: an owning pointer to a child's slot. The slot carries its own (intrusive)
+/// reference count, so a slot costs one allocation and a ref one pointer.
+/// Thread-safety: like std::shared_ptr (copies are independent; the count is atomic).
+class slot_ptr {
+public:
+  slot_ptr() noexcept = default;
+  /// Shares `s` (takes a new reference); null is fine.
+  explicit slot_ptr(child_slot* s) noexcept
+      : s_(s) {
+    if (s_ != nullptr) {
+      retain_slot(s_);
+    }
+  }
+  /// Adopts one reference the caller already holds on `s`.
+  [[nodiscard]] static slot_ptr adopt(child_slot* s) noexcept {
+    slot_ptr p;
+    p.s_ = s;
+    return p;
+  }
+  slot_ptr(const slot_ptr& o) noexcept
+      : slot_ptr(o.s_) {}
+  slot_ptr(slot_ptr&& o) noexcept
+      : s_(std::exchange(o.s_, nullptr)) {}
+  slot_ptr& operator=(const slot_ptr& o) noexcept {
+    slot_ptr(o).swap(*this);
+    return *this;
+  }
+  slot_ptr& operator=(slot_ptr&& o) noexcept {
+    slot_ptr(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~slot_ptr() { reset(); }
+
+  /// Drops the reference (the pointer becomes null).
+  void reset() noexcept {
+    if (auto* s = std::exchange(s_, nullptr)) {
+      release_slot(s);
+    }
+  }
+  /// Gives up the reference without dropping it (the caller now owns it).
+  [[nodiscard]] child_slot* release() noexcept { return std::exchange(s_, nullptr); }
+  void swap(slot_ptr& o) noexcept { std::swap(s_, o.s_); }
+  [[nodiscard]] child_slot* get() const noexcept { return s_; }
+  child_slot* operator->() const noexcept { return s_; }
+  child_slot& operator*() const noexcept { return *s_; }
+  [[nodiscard]] explicit operator bool() const noexcept { return s_ != nullptr; }
+  friend bool operator==(const slot_ptr& a, const slot_ptr& b) noexcept { return a.s_ == b.s_; }
+
+private:
+  child_slot* s_ = nullptr;
+};
 } // namespace detail
 
 /// The position of a tree element: the ids from the root down, written
@@ -66,15 +124,17 @@ class address {
 public:
   address() = default;
   /// Internal: the address of `slot`.
-  explicit address(std::shared_ptr<detail::child_slot> slot) noexcept
+  explicit address(detail::slot_ptr slot) noexcept
       : slot_(std::move(slot)) {}
 
   /// The child's unique id (0 for an empty address).
   [[nodiscard]] std::uint64_t id() const noexcept;
-  /// The child's name (its group's name).
-  [[nodiscard]] const std::string& name() const noexcept;
-  /// The child's path.
-  [[nodiscard]] const bastion::path& path() const noexcept;
+  /// The child's name (its group's name; see children_ref::name).
+  [[nodiscard]] const std::string& name() const;
+  /// The child's path. A child's path is built on first use (one allocation, kept with the
+  /// child), so children that are never asked for it do not pay for it; throws std::bad_alloc
+  /// when that allocation fails. Safe from any thread.
+  [[nodiscard]] const bastion::path& path() const;
   /// True once the child is stopped for good (its mailbox is closed).
   [[nodiscard]] bool is_stopped() const noexcept;
   /// Queues `m` without waiting (mailbox::try_send). False when it went to dead letters:
@@ -93,12 +153,12 @@ public:
   /// Internal: the child's mailbox (nullptr for an empty address).
   [[nodiscard]] mailbox* mailbox_ptr() const noexcept;
   /// Internal: the slot.
-  [[nodiscard]] const std::shared_ptr<detail::child_slot>& slot() const noexcept { return slot_; }
+  [[nodiscard]] const detail::slot_ptr& slot() const noexcept { return slot_; }
 
   friend bool operator==(const address& a, const address& b) noexcept { return a.slot_ == b.slot_; }
 
 private:
-  std::shared_ptr<detail::child_slot> slot_;
+  detail::slot_ptr slot_;
 };
 
 /// Awaiter of address::send_awaitable (and child_ref::send, context::send): keeps the slot

@@ -87,8 +87,8 @@ std::function<void(const child_ref&, const failure&)> wrap_restart_callback(F&& 
 /// Thread-safety: a builder is used by one thread, inside the function that receives it.
 class children_builder {
 public:
-  /// The group's name (also each child's name, and the key of system::find_group).
-  /// Default: "children-<id>".
+  /// The group's name (also each child's name, and the key of system::find_group: only
+  /// named groups are registered there). Default: unnamed, called "children-<id>".
   children_builder& name(std::string n) {
     spec_.name = std::move(n);
     return *this;

@@ -22,8 +22,8 @@ namespace bastion {
 
 class supervisor_ref;
 
-/// What an actor body (`task<>(bastion::context&)`) sees: one context per incarnation,
-/// living as long as the body runs.
+/// What an actor body (`task<>(bastion::context&)`) sees: one context per child, kept with
+/// the child's slot and reset for each incarnation; the body may use it while it runs.
 ///
 /// The context notes the message most recently received through it (kind, type, sender):
 /// when the body fails, that is the message a restart callback's bastion::failure names.
@@ -35,15 +35,13 @@ class supervisor_ref;
 /// has one consumer). The refs it hands out are safe from any thread.
 class context {
 public:
-  /// Internal: built by the supervisor for each incarnation.
-  context(
-      std::shared_ptr<detail::child_slot> slot,
-      std::shared_ptr<detail::group_state> group,
-      std::uint64_t incarnation) noexcept;
+  /// Internal: built with the child's slot, which owns it.
+  explicit context(detail::child_slot& slot) noexcept
+      : slot_(&slot) {}
   context(const context&) = delete;
   context& operator=(const context&) = delete;
 
-  /// Awaiter of recv(): mailbox::recv, noting the message received.
+  /// Awaiter of recv(): mailbox::recv (no allocation), noting the message received.
   class [[nodiscard]] recv_operation {
   public:
     recv_operation(context& ctx, mailbox& mb) noexcept
@@ -52,9 +50,7 @@ public:
     recv_operation(const recv_operation&) = delete;
     recv_operation& operator=(const recv_operation&) = delete;
     bool await_ready() { return op_.await_ready(); }
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
-      return op_.await_suspend(h);
-    }
+    bool await_suspend(std::coroutine_handle<> h) { return op_.await_suspend(h); }
     message await_resume() {
       message m = op_.await_resume();
       ctx_.note(m);
@@ -156,17 +152,24 @@ public:
   /// This child's id.
   [[nodiscard]] std::uint64_t id() const noexcept;
   /// Which incarnation runs: 1 for the first start, +1 for each restart.
-  [[nodiscard]] std::uint64_t incarnation() const noexcept { return incarnation_; }
-  /// The message most recently received through this context, if any.
-  [[nodiscard]] const std::optional<message_info>& current_message() const noexcept {
-    return current_;
-  }
+  [[nodiscard]] std::uint64_t incarnation() const noexcept;
+  /// The message most recently received through this context in this incarnation, if any
+  /// (its kind, type and sender; no envelope).
+  [[nodiscard]] std::optional<message_info> current_message() const;
   /// This child's mailbox (its consumer side belongs to this body).
   [[nodiscard]] mailbox& mailbox_ref() const noexcept;
 
-  /// Internal (the incarnation's runner, once the body failed): the current message's
-  /// info, with the envelope kept by handle() when there is one. Leaves no envelope here.
+  /// Internal (the supervisor, once the body failed): the current message's info, with the
+  /// envelope kept by handle() when there is one. Leaves no envelope here.
   [[nodiscard]] std::optional<message_info> take_failed_message() noexcept;
+  /// Internal (the supervisor, before each incarnation and once the child stopped): forgets
+  /// the current message and drops a kept envelope.
+  void reset() noexcept {
+    held_ = message{};
+    cur_type_ = nullptr;
+    cur_sender_ = 0;
+    cur_kind_ = message_kind::tell;
+  }
 
 private:
   /// Drops a handled message on a normal return; keeps it when an exception leaves.
@@ -190,13 +193,16 @@ private:
     note_info(m);
   }
   void note_info(const message& m) noexcept {
-    current_ = message_info{m.kind(), &m.type(), m.sender_id(), nullptr};
+    cur_type_ = &m.type();
+    cur_sender_ = m.sender_id();
+    cur_kind_ = m.kind();
   }
 
-  std::shared_ptr<detail::child_slot> slot_;
-  std::shared_ptr<detail::group_state> group_;
-  std::uint64_t incarnation_;
-  std::optional<message_info> current_;
+  detail::child_slot* slot_; ///< the slot owns this context
+  // The current message's info (cur_type_ null: none yet in this incarnation).
+  const std::type_info* cur_type_ = nullptr;
+  std::uint64_t cur_sender_ = 0;
+  message_kind cur_kind_ = message_kind::tell;
   message held_; ///< the message handle() is dispatching (kept when its handler threw)
 };
 

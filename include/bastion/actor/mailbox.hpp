@@ -16,8 +16,8 @@
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
-#include <deque>
-#include <mutex>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 
@@ -58,10 +58,11 @@ struct mailbox_config {
 ///
 /// Design: Dmitry Vyukov's intrusive MPSC node-based queue (detail/mpsc_queue.hpp) of message
 /// envelopes; a send is one allocation-free exchange. The consumer parks in a waker_slot
-/// (detail/waker_slot.hpp). A bounded mailbox admits a message by a CAS on `size_`
-/// (never above capacity with reject/backpressure); drop_oldest admits always and trims the
-/// oldest under a consumer try-lock. Backpressured senders wait FIFO in a mutex-guarded list
-/// touched only while the mailbox is full.
+/// (detail/waker_slot.hpp); receiving allocates nothing (the awaiter parks the proc itself).
+/// A bounded mailbox admits a message by a CAS on `size_` (never above capacity with
+/// reject/backpressure); drop_oldest admits always and trims the oldest under a consumer
+/// try-lock. Backpressured senders wait FIFO in a mutex-guarded list that only a
+/// backpressure mailbox allocates (so an unbounded mailbox is 64 bytes).
 ///
 /// Guarantees: at-most-once delivery; FIFO per sender. Closing is separate from the actor's
 /// life: a restarted actor keeps its mailbox and what is queued in it. A send racing with
@@ -72,12 +73,10 @@ struct mailbox_config {
 /// (stopped_target); no sender may still wait on it then.
 class mailbox {
 public:
-  /// @param cfg bound and policy; @param sink where undeliverable messages go (must outlive
-  /// the mailbox).
-  explicit mailbox(mailbox_config cfg = {}, dead_letters& sink = dead_letters::global()) noexcept
-      : cap_(cfg.capacity_)
-      , policy_(cfg.policy_)
-      , sink_(&sink) {}
+  /// @param cfg bound and policy (a capacity above 2^32 - 1 is clamped to it); @param sink
+  /// where undeliverable messages go (must outlive the mailbox). Allocates only for a bounded
+  /// backpressure mailbox (its list of waiting senders): throws std::bad_alloc then.
+  explicit mailbox(mailbox_config cfg = {}, dead_letters& sink = dead_letters::global());
   mailbox(const mailbox&) = delete;
   mailbox& operator=(const mailbox&) = delete;
   ~mailbox();
@@ -108,8 +107,8 @@ public:
     message m_;
     bool result_ = false;
     bool suspended_ = false; ///< written by the sender only
-    bool queued_ = false;    ///< in mb_.senders_: guarded by mb_.senders_mu_
-    detail::waker w_;        ///< guarded by mb_.senders_mu_
+    bool queued_ = false;    ///< in mb_'s sender list: guarded by its mutex
+    detail::waker w_;        ///< guarded by the sender list's mutex
   };
 
   /// Sends `m`; with backpressure, suspends the sending proc while the mailbox is full and
@@ -123,38 +122,34 @@ public:
   /// owning actor. O(1).
   std::optional<message> try_recv();
 
-  /// Awaiter of recv(): a fast path that takes a ready message, else a wait loop.
+  /// Awaiter of recv(): takes a ready message at once; else parks the consumer proc (no
+  /// allocation) until a sender or close() wakes it. Immovable. Destroying it while parked
+  /// (the proc was cancelled) takes the parking back.
   class [[nodiscard]] recv_operation {
   public:
     explicit recv_operation(mailbox& mb) noexcept
         : mb_(mb) {}
     recv_operation(const recv_operation&) = delete;
     recv_operation& operator=(const recv_operation&) = delete;
-    bool await_ready() {
-      m_ = mb_.try_recv();
-      return m_.has_value();
-    }
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) {
-      slow_ = mb_.recv_slow();
-      return slow_.operator co_await().await_suspend(h);
-    }
-    message await_resume() {
-      if (m_) {
-        return std::move(*m_);
+    ~recv_operation() {
+      if (parked_) {
+        mb_.unpark();
       }
-      return slow_.handle().promise().take();
     }
+    bool await_ready() { return mb_.recv_ready(m_); }
+    bool await_suspend(std::coroutine_handle<> h) { return parked_ = mb_.park(h, m_); }
+    message await_resume() { return mb_.recv_resume(m_, parked_); }
 
   private:
     mailbox& mb_;
-    std::optional<message> m_;
-    task<message> slow_;
+    message m_;
+    bool parked_ = false;
   };
 
   /// Awaits the next message: suspends the consuming proc while the mailbox is empty; it
   /// resumes on the worker that picks it up after a sender's wake. Throws mailbox_closed when
   /// the mailbox is closed and empty, std::logic_error outside a bastion proc. Only the owning
-  /// actor (exactly one consumer may wait).
+  /// actor (exactly one consumer may wait). Allocates nothing.
   recv_operation recv() noexcept { return recv_operation{*this}; }
 
   /// Awaits the next message for at most `d`: std::nullopt when none came in time (a timeout
@@ -193,8 +188,8 @@ public:
   [[nodiscard]] dead_letters& sink() const noexcept { return *sink_; }
 
 private:
-  class consumer_wait;
   class timed_consumer_wait;
+  struct sender_list;
 
   bool admit() noexcept;
   void enqueue(message&& m) noexcept;
@@ -204,7 +199,16 @@ private:
   void record_chain(detail::envelope* chain, dead_letter_reason r) noexcept;
   void trim_from_sender() noexcept;
   void admit_senders();
-  task<message> recv_slow();
+  bool recv_ready(message& out);
+  bool park(std::coroutine_handle<> h, message& out);
+  void unpark() noexcept;
+  message recv_resume(message& ready, bool& parked);
+  [[nodiscard]] bool bounded_drop_oldest() const noexcept {
+    return cap_ != 0 && policy_ == overflow_policy::drop_oldest;
+  }
+  [[nodiscard]] bool bounded_backpressure() const noexcept {
+    return cap_ != 0 && policy_ == overflow_policy::backpressure;
+  }
 
   // Concurrency design:
   //   size_  — messages admitted and not yet taken: senders increment (CAS against cap_ when
@@ -215,20 +219,20 @@ private:
   //   consumer_lock_ — only with drop_oldest: whoever pops holds it (the consumer spins on it;
   //            trimming senders only try it).
   //   closed_ — false -> true once (seq_cst).
-  //   senders_ (+ each waiter's queued_, w_, result_, m_) — guarded by senders_mu_;
-  //            has_senders_ mirrors !senders_.empty() (set true provisionally by a sender before
-  //            its admission retry: a Dekker pair with the consumer's size_ decrement).
-  const std::size_t cap_;
+  //   senders_ — only for a bounded backpressure mailbox (null otherwise): its waiting senders
+  //            (+ each waiter's queued_, w_, result_, m_) are guarded by its mutex;
+  //            has_senders_ mirrors "the list is not empty" (set true provisionally by a sender
+  //            before its admission retry: a Dekker pair with the consumer's size_ decrement).
+  const std::uint32_t cap_;
   const overflow_policy policy_;
-  dead_letters* sink_;
-  detail::mpsc_queue queue_;
-  std::atomic<std::ptrdiff_t> size_{0};
   std::atomic<bool> closed_{false};
   std::atomic<bool> consumer_lock_{false};
-  detail::waker_slot consumer_;
-  std::mutex senders_mu_;
-  std::deque<send_operation*> senders_;
   std::atomic<bool> has_senders_{false};
+  dead_letters* sink_;
+  detail::mpsc_queue queue_;
+  std::atomic<std::int64_t> size_{0};
+  detail::waker_slot consumer_;
+  std::unique_ptr<sender_list> senders_;
 };
 
 } // namespace bastion

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -52,38 +53,26 @@ namespace detail {
 /// The readable (demangled) name of a type, for error messages.
 std::string type_name(const std::type_info& t);
 
-/// A type-erased owned value (a reply).
-struct payload_base {
-  virtual ~payload_base() = default;
-  [[nodiscard]] virtual const std::type_info& type() const noexcept = 0;
-};
-template <class T>
-struct payload final : payload_base {
-  template <class... A>
-  explicit payload(A&&... a)
-      : value(std::forward<A>(a)...) {}
-  [[nodiscard]] const std::type_info& type() const noexcept override { return typeid(T); }
-  T value;
-};
-
 /// The one-shot channel between an ask's envelope (writer) and its reply_future (reader).
 ///
-/// Two references (the envelope's reply handle and the future); the last one deletes it.
-/// `done_` goes false -> true once (seq_cst store, by the single writer) after `value_` or
-/// `error_` is written; the reader reads them only after seeing done_ (seq_cst load). The
-/// reader parks in `waiter_` (see waker_slot for the pairing).
+/// Allocated once per ask as a reply_slot<R> (below), which also holds the reply value, so
+/// an ask costs two allocations (envelope, reply state). Two references (the envelope's reply
+/// handle and the future); the last one destroys it (through `destroy_`, set by the derived
+/// type: no vtable). `done_` goes false -> true once (seq_cst store, by the single writer)
+/// after the value or `error_` is written; the reader reads them only after seeing done_
+/// (seq_cst load). The reader parks in `waiter_` (see waker_slot for the pairing).
 class reply_state {
 public:
-  explicit reply_state(const std::type_info& expected) noexcept
-      : expected_(&expected) {}
+  reply_state(const reply_state&) = delete;
+  reply_state& operator=(const reply_state&) = delete;
+
   [[nodiscard]] const std::type_info& expected() const noexcept { return *expected_; }
   [[nodiscard]] bool done() const noexcept { return done_.load(std::memory_order_seq_cst); }
 
-  /// Completes with a value. Only the writer, once.
-  void set_value(std::unique_ptr<payload_base> v) noexcept {
-    value_ = std::move(v);
-    finish();
-  }
+  /// Completes with a value of exactly the expected type R. Only the writer, once. Throws
+  /// what R's constructor throws (then nothing is completed).
+  template <class R, class V>
+  void set_value(V&& v);
   /// Completes with an error. Only the writer, once.
   void set_error(std::exception_ptr e) noexcept {
     error_ = std::move(e);
@@ -91,35 +80,76 @@ public:
   }
   /// The result, for the reader. @pre done().
   template <class R>
-  R take() {
-    if (error_) {
-      std::rethrow_exception(error_);
-    }
-    if (value_->type() != typeid(R)) {
-      throw reply_type_mismatch(typeid(R), value_->type());
-    }
-    return std::move(static_cast<payload<R>*>(value_.get())->value);
-  }
+  R take();
   waker_slot& waiter() noexcept { return waiter_; }
   void release() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      delete this;
+      destroy_(this);
     }
   }
 
-private:
+protected:
+  reply_state(const std::type_info& expected, void (*destroy)(reply_state*) noexcept) noexcept
+      : destroy_(destroy)
+      , expected_(&expected) {}
+  ~reply_state() = default;
+
   void finish() noexcept {
     done_.store(true, std::memory_order_seq_cst);
     waiter_.take().wake();
   }
 
+private:
+  void (*destroy_)(reply_state*) noexcept;
   std::atomic<std::uint32_t> refs_{2};
   std::atomic<bool> done_{false};
   const std::type_info* expected_;
-  std::unique_ptr<payload_base> value_;
   std::exception_ptr error_;
   waker_slot waiter_;
 };
+
+/// The reply state of an ask expecting an R, with room for the R.
+template <class R>
+class reply_slot final : public reply_state {
+public:
+  reply_slot() noexcept
+      : reply_state(typeid(R), &destroy) {}
+  ~reply_slot() {
+    if (has_value_) {
+      std::destroy_at(ptr());
+    }
+  }
+  template <class V>
+  void emplace(V&& v) {
+    std::construct_at(ptr(), std::forward<V>(v));
+    has_value_ = true;
+  }
+  R take_value() { return std::move(*ptr()); }
+
+private:
+  static void destroy(reply_state* s) noexcept { delete static_cast<reply_slot*>(s); }
+  R* ptr() noexcept { return std::launder(reinterpret_cast<R*>(storage_)); }
+
+  alignas(R) unsigned char storage_[sizeof(R)];
+  bool has_value_ = false;
+};
+
+template <class R, class V>
+void reply_state::set_value(V&& v) {
+  static_cast<reply_slot<R>*>(this)->emplace(std::forward<V>(v));
+  finish();
+}
+
+template <class R>
+R reply_state::take() {
+  if (error_) {
+    std::rethrow_exception(error_);
+  }
+  if (expected() != typeid(R)) {
+    throw reply_type_mismatch(typeid(R), expected());
+  }
+  return static_cast<reply_slot<R>*>(this)->take_value();
+}
 
 /// The writer's end of a reply_state: reply once, or on destruction tell the asker no_reply.
 class reply_handle {
@@ -154,15 +184,13 @@ public:
       s->release();
       throw err;
     }
-    std::unique_ptr<payload_base> p;
     try {
-      p = std::make_unique<payload<D>>(std::forward<R>(v));
+      s->set_value<D>(std::forward<R>(v));
     } catch (...) {
       s->set_error(std::current_exception());
       s->release();
       throw;
     }
-    s->set_value(std::move(p));
     s->release();
   }
   /// Fails the asker with no_reply (when not replied yet) and lets go.
@@ -299,7 +327,8 @@ public:
   }
 
   /// The ask of `v` expecting a reply of type R, and the asker's future.
-  /// Usage: `auto [msg, reply] = message::ask<int>(21);`. Allocates twice.
+  /// Usage: `auto [msg, reply] = message::ask<int>(21);`. Allocates twice (the envelope, and
+  /// the reply state that also holds the reply).
   template <class R, class T>
     requires message_type<std::decay_t<T>> && message_type<R>
   static std::pair<message, reply_future<R>> ask(T&& v, std::uint64_t sender = 0);
@@ -528,7 +557,7 @@ std::pair<message, reply_future<R>> message::ask(T&& v, std::uint64_t sender) {
   using D = std::decay_t<T>;
   auto e = std::make_unique<detail::envelope_impl<D>>(
       message_kind::ask, typeid(D), sender, std::forward<T>(v));
-  auto* s = new detail::reply_state(typeid(R));
+  auto* s = new detail::reply_slot<R>();
   e->reply = detail::reply_handle{s};
   return {message{std::move(e)}, reply_future<R>{s}};
 }

@@ -33,9 +33,10 @@ public:
   /// The child's unique id.
   [[nodiscard]] std::uint64_t id() const noexcept { return addr_.id(); }
   /// The child's name (its group's name).
-  [[nodiscard]] const std::string& name() const noexcept { return addr_.name(); }
-  /// The child's path: /root/.../<group id>/<child id>.
-  [[nodiscard]] const bastion::path& path() const noexcept { return addr_.path(); }
+  [[nodiscard]] const std::string& name() const { return addr_.name(); }
+  /// The child's path: /root/.../<group id>/<child id> (built on first use; see
+  /// address::path).
+  [[nodiscard]] const bastion::path& path() const { return addr_.path(); }
   /// The child's address (what the ref sends to).
   [[nodiscard]] const bastion::address& address() const noexcept { return addr_; }
   /// True once the child is stopped for good.
@@ -116,13 +117,17 @@ public:
 
   /// The group's unique id.
   [[nodiscard]] std::uint64_t id() const noexcept;
-  /// The group's name.
-  [[nodiscard]] const std::string& name() const noexcept;
+  /// The group's name: the builder's name(), or "children-<id>" for an unnamed group (built
+  /// on first use; throws std::bad_alloc when it cannot be).
+  [[nodiscard]] const std::string& name() const;
   /// The group's path: /root/.../<group id>.
   [[nodiscard]] const bastion::path& path() const noexcept;
-  /// The current members (children not stopped for good), in start order. Takes a mutex;
-  /// O(members).
+  /// The current members (children not stopped for good), in start order. Takes the group's
+  /// mutex while it copies the member list; O(members), one allocation.
   [[nodiscard]] std::vector<child_ref> elems() const;
+  /// The number of current members (children not stopped for good). Takes the group's mutex;
+  /// O(1).
+  [[nodiscard]] std::size_t size() const;
 
   /// Broadcasts `v` to every current member: one shared, immutable copy (a
   /// bastion::broadcast<T> view for each). Returns how many members it was queued for.

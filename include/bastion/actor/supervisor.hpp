@@ -11,6 +11,7 @@
 #include <bastion/actor/refs.hpp>
 #include <bastion/actor/restart.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -67,6 +68,12 @@ public:
     requires std::is_invocable_v<F&, supervisor_builder&>
   supervisor_ref supervisor(F&& f) const;
 
+  /// The number of elements (children groups and child supervisors) the supervisor holds
+  /// now. A group leaves when it is done (no members left and none to come: every child
+  /// finished or was stopped, and it has no resizer or was stopped as a whole); a child
+  /// supervisor leaves when stopped for good. Safe from any thread; a snapshot (exact once
+  /// the supervisor is idle). O(1).
+  [[nodiscard]] std::size_t size() const noexcept;
   /// Changes the strategy for the failures handled from now on.
   void strategy(supervision_strategy s) const;
   /// Stops the supervisor for good, gracefully: its children are stopped in reverse start

@@ -1,0 +1,346 @@
+// src/actor/tree.cpp: the supervision tree's data structures (tree.hpp): the control queue,
+// child slots (intrusive count, exit notes), groups' member lists, the name registry.
+#include "tree.hpp"
+
+#include <fmt/format.h>
+
+#include <iterator>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+namespace bastion::detail {
+
+std::uint64_t next_node_id() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+dead_letters& control_sink() noexcept {
+  static auto* sink = new dead_letters; // never destroyed: control queues may outlive statics
+  return *sink;
+}
+
+// ---- control_queue ----
+
+bool control_queue::push(control_node* n) noexcept {
+  if ((gate_.fetch_add(1, std::memory_order_acq_rel) & closed_bit) != 0) {
+    gate_.fetch_sub(1, std::memory_order_release);
+    return false;
+  }
+  q_.push(n);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  consumer_.take().wake();
+  gate_.fetch_sub(1, std::memory_order_release);
+  return true;
+}
+
+void control_queue::push_note(control_node* n) noexcept {
+  q_.push(n);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  consumer_.take().wake();
+}
+
+control_node* control_queue::try_pop() noexcept {
+  return static_cast<control_node*>(q_.pop());
+}
+
+void control_queue::close() noexcept {
+  gate_.fetch_or(closed_bit, std::memory_order_acq_rel);
+  while ((gate_.load(std::memory_order_acquire) & ~closed_bit) != 0) {
+    std::this_thread::yield(); // a push is between its two steps
+  }
+}
+
+bool control_queue::next_operation::await_suspend(std::coroutine_handle<> h) {
+  auto* cur = current_proc();
+  if (cur == nullptr) {
+    throw std::logic_error("bastion: a supervisor's control queue awaited outside a proc");
+  }
+  cur->set_resume_point(h);
+  q_.consumer_.publish(cur);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  n_ = q_.try_pop();
+  if (n_ != nullptr) {
+    parked_ = !q_.consumer_.retract(); // retracted: go on at once; else a wake is coming
+    return parked_;
+  }
+  // Empty, or a pusher is between its two push steps: it links, fences and then takes the
+  // waker, so it wakes us (see the class comment). No spinning.
+  parked_ = true;
+  return true;
+}
+
+control_node* control_queue::next_operation::await_resume() noexcept {
+  if (parked_) {
+    parked_ = false;
+    (void)q_.consumer_.retract();
+  }
+  if (n_ != nullptr) {
+    return n_;
+  }
+  // Woken by a pusher; its node can still be unreachable while an earlier pusher finishes
+  // linking: then null, and the caller awaits again (that pusher will wake it).
+  return q_.try_pop();
+}
+
+// ---- child slots ----
+
+namespace {
+
+/// Queues `s`'s exit note to its supervisor, consuming one reference on `s` (the queue keeps
+/// it while the note is in; otherwise it is dropped).
+void queue_exit(child_slot* s) noexcept {
+  if (!s->exit_queued.exchange(true, std::memory_order_acq_rel)) {
+    if (auto sup = s->group->sup.lock()) {
+      sup->control.push_note(s); // the queue owns the reference now
+      return;
+    }
+    // No supervisor to tell (it is gone): nobody looks at this slot's exits any more.
+  }
+  release_slot(s);
+}
+
+// The null checks cannot fire (a waker never holds null); they spare g++-12 a false
+// -Wstringop-overflow on the null path of the base-to-derived cast.
+void exit_wake(wake_target* t) noexcept {
+  if (auto* s = static_cast<child_slot*>(t); s != nullptr) {
+    queue_exit(s);
+  }
+}
+void exit_drop(wake_target* t) noexcept {
+  if (auto* s = static_cast<child_slot*>(t); s != nullptr) {
+    release_slot(s);
+  }
+}
+
+} // namespace
+
+void retain_slot(child_slot* s) noexcept {
+  s->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void release_slot(child_slot* s) noexcept {
+  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    delete s;
+  }
+}
+
+child_slot::child_slot(
+    std::uint64_t id, std::shared_ptr<group_state> g, mailbox_config cfg, dead_letters& sink)
+    : node(kind::actor, id)
+    , group(std::move(g))
+    , mb(cfg, sink)
+    , ctx(*this) {
+  wake_fn_ = &exit_wake;
+  drop_fn_ = &exit_drop;
+}
+
+child_slot::~child_slot() {
+  delete path_.load(std::memory_order_acquire);
+}
+
+const bastion::path& child_slot::path() const {
+  if (auto* p = path_.load(std::memory_order_acquire)) {
+    return *p;
+  }
+  auto fresh = std::make_unique<bastion::path>(group->path.child(id));
+  bastion::path* expected = nullptr;
+  if (path_.compare_exchange_strong(
+          expected, fresh.get(), std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return *fresh.release();
+  }
+  return *expected; // another thread built it first
+}
+
+void arm_exit(child_slot& s) noexcept {
+  retain_slot(&s); // the waker's reference
+  if (!s.handle.proc()->register_join_waiter(waker{static_cast<wake_target*>(&s)})) {
+    // Already over: the waker was dropped with its reference; queue the note directly.
+    retain_slot(&s);
+    queue_exit(&s);
+  }
+}
+
+// ---- groups ----
+
+group_state::~group_state() {
+  if (registered) {
+    sys->unregister_group(*this);
+  }
+  delete auto_name_.load(std::memory_order_acquire);
+}
+
+const std::string& group_state::name() const {
+  if (!spec.name.empty()) {
+    return spec.name;
+  }
+  if (auto* n = auto_name_.load(std::memory_order_acquire)) {
+    return *n;
+  }
+  auto fresh = std::make_unique<std::string>(fmt::format("children-{}", id));
+  std::string* expected = nullptr;
+  if (auto_name_.compare_exchange_strong(
+          expected, fresh.get(), std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return *fresh.release();
+  }
+  return *expected; // another thread built it first
+}
+
+void group_state::link(child_slot* s) noexcept {
+  std::lock_guard lock(mu);
+  s->prev = last;
+  s->next = nullptr;
+  if (last != nullptr) {
+    last->next = s;
+  } else {
+    first = s;
+  }
+  last = s;
+  s->linked = true;
+  ++count;
+}
+
+slot_ptr group_state::unlink(child_slot* s) noexcept {
+  std::lock_guard lock(mu);
+  if (!s->linked) {
+    return {};
+  }
+  (s->prev != nullptr ? s->prev->next : first) = s->next;
+  (s->next != nullptr ? s->next->prev : last) = s->prev;
+  s->prev = nullptr;
+  s->next = nullptr;
+  s->linked = false;
+  --count;
+  return slot_ptr::adopt(s);
+}
+
+std::vector<slot_ptr> group_state::members() const {
+  std::vector<slot_ptr> out;
+  std::lock_guard lock(mu);
+  out.reserve(count);
+  for (auto* s = first; s != nullptr; s = s->next) {
+    out.emplace_back(s);
+  }
+  return out;
+}
+
+void group_state::close_unstarted() noexcept {
+  for (;;) {
+    slot_ptr s;
+    {
+      std::lock_guard lock(mu);
+      if (first == nullptr) {
+        return;
+      }
+      s = slot_ptr{first};
+    }
+    s->state = node::run_state::stopped;
+    s->stopped.store(true, std::memory_order_release);
+    s->mb.close();
+    s->mb.drain_to_dead_letters();
+    s->ctx.reset();
+    (void)unlink(s.get());
+  }
+}
+
+// ---- node_ref ----
+
+node_ref::node_ref(slot_ptr s) noexcept
+    : n_(s.get())
+    , slot_(std::move(s)) {
+}
+
+node_ref::node_ref(std::shared_ptr<supervisor_core> s) noexcept
+    : n_(s.get())
+    , sup_(std::move(s)) {
+}
+
+// ---- supervisor_core ----
+
+supervisor_core::~supervisor_core() {
+  // Nobody can push any more (pushers hold a strong reference); settle what nobody took.
+  while (auto* cn = control.try_pop()) {
+    if (cn->what == control_node::tag::exit) {
+      auto* s = static_cast<child_slot*>(cn);
+      s->exit_queued.store(false, std::memory_order_relaxed);
+      release_slot(s);
+    } else {
+      std::unique_ptr<sup_event> ev{static_cast<sup_event*>(cn)};
+      if (ev->t == sup_event::type::add_group && ev->group) {
+        ev->group->close_unstarted();
+      }
+    }
+  }
+}
+
+void supervisor_core::attach(const std::shared_ptr<group_state>& g) {
+  elements.push_back({g, nullptr});
+  g->pos = std::prev(elements.end());
+  g->attached = true;
+  element_count.store(elements.size(), std::memory_order_relaxed);
+}
+
+void supervisor_core::attach(const std::shared_ptr<supervisor_core>& child) {
+  elements.push_back({nullptr, child});
+  child->pos = std::prev(elements.end());
+  child->attached = true;
+  element_count.store(elements.size(), std::memory_order_relaxed);
+}
+
+void supervisor_core::detach(group_state& g) noexcept {
+  if (g.attached) {
+    g.attached = false;
+    elements.erase(g.pos); // may drop a reference to g: the caller holds another
+    element_count.store(elements.size(), std::memory_order_relaxed);
+  }
+}
+
+void supervisor_core::detach(supervisor_core& child) noexcept {
+  if (child.attached) {
+    child.attached = false;
+    elements.erase(child.pos);
+    element_count.store(elements.size(), std::memory_order_relaxed);
+  }
+}
+
+bool supervisor_core::post(std::unique_ptr<sup_event> ev) {
+  if (control.push(ev.get())) {
+    (void)ev.release(); // the queue owns it now
+    return true;
+  }
+  return false;
+}
+
+// ---- registry ----
+
+void system_core::register_group(group_state& g) {
+  std::lock_guard lock(mu);
+  auto& e = names.try_emplace(g.spec.name).first->second;
+  g.reg_prev = e.last;
+  g.reg_next = nullptr;
+  (e.last != nullptr ? e.last->reg_next : e.first) = &g;
+  e.last = &g;
+  g.registered = true;
+}
+
+void system_core::unregister_group(group_state& g) noexcept {
+  std::lock_guard lock(mu);
+  if (!g.registered) {
+    return;
+  }
+  auto it = names.find(g.spec.name);
+  if (it != names.end()) {
+    auto& e = it->second;
+    (g.reg_prev != nullptr ? g.reg_prev->reg_next : e.first) = g.reg_next;
+    (g.reg_next != nullptr ? g.reg_next->reg_prev : e.last) = g.reg_prev;
+    if (e.first == nullptr) {
+      names.erase(it);
+    }
+  }
+  g.reg_prev = nullptr;
+  g.reg_next = nullptr;
+  g.registered = false;
+}
+
+} // namespace bastion::detail
