@@ -43,28 +43,27 @@ proc_header* set_current_proc(proc_header* p) noexcept {
 
 /// Publishes completion: clears running/scheduled/notified, sets complete (+ `extra`), wakes
 /// the joiner, drops the body's reference. Called by the poller only.
+///
+/// Each CAS attempt decides afresh from the state it read: a joiner replacing its waker clears
+/// join_waiter (register_join_waiter) and then owns join_waker_, so the completer may touch
+/// join_waker_ only after a CAS that saw join_waiter set succeeded.
 void complete_proc(proc_header* p, std::uint64_t extra) noexcept {
   auto s = p->state_.load(std::memory_order_relaxed);
-  if (s & h::join_waiter) {
-    // Someone waits: publish first, wake, then drop the body's reference.
-    std::uint64_t next = 0;
-    do {
-      next = (s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra;
-    } while (!p->state_.compare_exchange_weak(
-        s, next, std::memory_order_acq_rel, std::memory_order_relaxed));
-    p->join_waker_.wake();
-    p->release();
-    return;
-  }
-  // Common case: publish completion and drop the body's reference in one CAS. A joiner that
-  // registers meanwhile makes the CAS fail, and the loop takes the waking path.
   for (;;) {
-    const auto next =
-        ((s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra) - h::ref_one;
+    const auto done = (s & ~(h::running | h::scheduled | h::notified)) | h::complete | extra;
     if (s & h::join_waiter) {
-      complete_proc(p, extra);
-      return;
+      // Someone waits: publish first, wake, then drop the body's reference.
+      if (p->state_.compare_exchange_weak(
+              s, done, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        p->join_waker_.wake();
+        p->release();
+        return;
+      }
+      continue;
     }
+    // Common case: publish completion and drop the body's reference in one CAS. A joiner
+    // that registers meanwhile makes the CAS fail, and the next round takes the waking path.
+    const auto next = done - h::ref_one;
     if (p->state_.compare_exchange_weak(
             s, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       if (next < h::ref_one) {
