@@ -231,6 +231,23 @@ supervisor_builder& supervisor_builder::restart(restart_strategy r) {
   c_->restart = r;
   return *this;
 }
+void supervisor_builder::set_before_start(std::function<void(const supervisor_ref&)> f) {
+  c_->callbacks.before_start = std::move(f);
+}
+void supervisor_builder::set_after_start(std::function<void(const supervisor_ref&)> f) {
+  c_->callbacks.after_start = std::move(f);
+}
+void supervisor_builder::set_before_restart(
+    std::function<void(const supervisor_ref&, const failure&)> f) {
+  c_->callbacks.before_restart = std::move(f);
+}
+void supervisor_builder::set_after_restart(
+    std::function<void(const supervisor_ref&, const failure&)> f) {
+  c_->callbacks.after_restart = std::move(f);
+}
+void supervisor_builder::set_after_stop(std::function<void(const supervisor_ref&)> f) {
+  c_->callbacks.after_stop = std::move(f);
+}
 
 namespace detail {
 

@@ -203,6 +203,9 @@ void finalize_node(supervisor_core& owner, const node_ref& n, bool callbacks) no
     finalize_subtree(sup, callbacks);
     drain_control(sup);
     owner.detach(sup);
+    if (callbacks && ran && sup.callbacks.after_stop) {
+      guarded("after_stop", sup, [&] { sup.callbacks.after_stop(supervisor_ref{n.sup()}); });
+    }
   }
   if (logger().should_log(spdlog::level::debug)) {
     try {
@@ -291,10 +294,27 @@ public:
 
   task<> run(std::optional<failure> restart) {
     auto& s = *self_;
+    // The supervisor's own callbacks frame its children's starts (supervisor_builder).
+    const auto& cb = s.callbacks;
+    const supervisor_ref me{self_};
+    if (restart) {
+      if (cb.before_restart) {
+        guarded("before_restart", s, [&] { cb.before_restart(me, *restart); });
+      }
+    } else if (cb.before_start) {
+      guarded("before_start", s, [&] { cb.before_start(me); });
+    }
     for (auto& n : flatten(s)) {
       if (n->state == node::run_state::idle || n->state == node::run_state::down) {
         start_node(n, restart ? &*restart : nullptr);
       }
+    }
+    if (restart) {
+      if (cb.after_restart) {
+        guarded("after_restart", s, [&] { cb.after_restart(me, *restart); });
+      }
+    } else if (cb.after_start) {
+      guarded("after_start", s, [&] { cb.after_start(me); });
     }
     for (auto& e : s.elements) {
       if (e.group) {

@@ -45,12 +45,29 @@ runtime_config checked(const config& cfg) {
   }
   return cfg.runtime();
 }
+
+/// True when `cfg` leaves every setting at its default (runtime::global()'s own config).
+bool default_runtime_settings(const runtime_config& cfg) {
+  const runtime_config d{};
+  return cfg.workers() == d.workers() && cfg.pin_workers() == d.pin_workers()
+         && cfg.cpu_set() == d.cpu_set() && cfg.blocking_threads() == d.blocking_threads()
+         && cfg.blocking_keep_alive() == d.blocking_keep_alive()
+         && cfg.synthetic_topology() == d.synthetic_topology();
+}
 } // namespace
 
 system::system(config cfg)
-    : rt_(std::make_unique<bastion::runtime>(checked(cfg)))
+    : system(std::move(cfg), nullptr) {
+}
+
+system::system(config cfg, bastion::runtime* shared)
+    : own_rt_(shared != nullptr ? nullptr : std::make_unique<bastion::runtime>(checked(cfg)))
+    , rt_(shared != nullptr ? shared : own_rt_.get())
     , core_(std::make_shared<detail::system_core>()) {
-  core_->rt = rt_.get();
+  if (shared != nullptr) {
+    (void)checked(cfg); // the log level
+  }
+  core_->rt = rt_;
   const auto id = detail::next_node_id();
   root_ = std::make_shared<detail::supervisor_core>(
       id, path{}, std::weak_ptr<detail::supervisor_core>{}, core_);
@@ -59,7 +76,9 @@ system::system(config cfg)
 system::~system() {
   stop();
   block_until_stopped();
-  // Whatever is left (backoff timers) is cancelled; then the tree can be released.
+  // Whatever is left (backoff timers) is cancelled; then the tree can be released. (The
+  // default system may share runtime::global(): it is destroyed at exit, before that
+  // runtime, whose own shutdown then finds it done.)
   rt_->shutdown();
   // The root incarnation's frame holds the root node (its parameter); the node holds the
   // handle, which keeps the finished frame alive: drop it to break the cycle.
@@ -193,11 +212,18 @@ void system::init(config cfg) {
 }
 
 system& system::global() {
-  static system s{[] {
-    std::lock_guard lock(g_init_mu);
-    g_global_built = true;
-    return g_init_cfg.value_or(config{});
-  }()};
+  static system s = [] {
+    config cfg;
+    {
+      std::lock_guard lock(g_init_mu);
+      g_global_built = true;
+      cfg = g_init_cfg.value_or(config{});
+    }
+    // Built before this system, so destroyed after it (its shutdown in ~system is the first).
+    bastion::runtime* shared =
+        default_runtime_settings(cfg.runtime()) ? &bastion::runtime::global() : nullptr;
+    return system{std::move(cfg), shared};
+  }();
   return s;
 }
 

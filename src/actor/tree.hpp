@@ -8,6 +8,7 @@
 #include <bastion/actor/dead_letters.hpp>
 #include <bastion/actor/mailbox.hpp>
 #include <bastion/actor/restart.hpp>
+#include <bastion/actor/supervisor.hpp>
 #include <bastion/executor/runtime.hpp>
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
@@ -392,7 +393,8 @@ public:
 
   control_queue control;
   std::atomic<supervision_strategy> strategy{supervision_strategy::one_for_one};
-  restart_strategy restart; ///< builder thread, then read-only
+  restart_strategy restart;       ///< builder thread, then read-only
+  supervisor_callbacks callbacks; ///< builder thread, then read-only
 
   /// Groups and child supervisors, in start order; done ones are removed (O(1): a group
   /// keeps its position, a child supervisor `pos`). Builder thread, then this supervisor's

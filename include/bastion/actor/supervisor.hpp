@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -89,10 +90,62 @@ private:
   std::shared_ptr<detail::supervisor_core> c_;
 };
 
+namespace detail {
+/// A supervisor's own callbacks (see supervisor_builder). Set by the builder thread before the
+/// supervisor is attached, then read-only.
+struct supervisor_callbacks {
+  std::function<void(const supervisor_ref&)> before_start;
+  std::function<void(const supervisor_ref&)> after_start;
+  std::function<void(const supervisor_ref&, const failure&)> before_restart;
+  std::function<void(const supervisor_ref&, const failure&)> after_restart;
+  std::function<void(const supervisor_ref&)> after_stop;
+};
+
+template <class F>
+std::function<void(const supervisor_ref&)> wrap_supervisor_callback(F&& f) {
+  if constexpr (std::is_invocable_v<F&, const supervisor_ref&>) {
+    return std::forward<F>(f);
+  } else {
+    static_assert(std::is_invocable_v<F&>, "a callback takes (const supervisor_ref&) or ()");
+    return [g = std::forward<F>(f)](const supervisor_ref&) mutable {
+      g();
+    };
+  }
+}
+template <class F>
+std::function<void(const supervisor_ref&, const failure&)> wrap_supervisor_restart_callback(F&& f) {
+  if constexpr (std::is_invocable_v<F&, const supervisor_ref&, const failure&>) {
+    return std::forward<F>(f);
+  } else if constexpr (std::is_invocable_v<F&, const failure&>) {
+    return [g = std::forward<F>(f)](const supervisor_ref&, const failure& x) mutable {
+      g(x);
+    };
+  } else {
+    static_assert(
+        std::is_invocable_v<F&>,
+        "a restart callback takes (const supervisor_ref&, const failure&), (const failure&) or "
+        "()");
+    return [g = std::forward<F>(f)](const supervisor_ref&, const failure&) mutable {
+      g();
+    };
+  }
+}
+} // namespace detail
+
 /// Describes a supervisor (Rust Bastion's Supervisor): its strategy, restart strategy, and
 /// the children groups and child supervisors it starts, in the order they are added (the
 /// order rest_for_one and shutdown use). Used inside `sys.supervisor(F)` /
 /// `supervisor_builder::supervisor(F)` / `supervisor_ref::supervisor(F)`.
+///
+/// Callbacks (as a children group's, see children_builder) run on the supervisor's own proc,
+/// one at a time, in this order for each incarnation: before_start → (its children start,
+/// with their own callbacks) → after_start; when its parent restarts it (one_for_all /
+/// rest_for_one sibling failure, or its own escalation) the new incarnation runs
+/// before_restart(failure) → (its children restart) → after_restart(failure); after_stop
+/// runs on the parent's proc once the supervisor is stopped for good, after its whole
+/// subtree (not after kill). A callback takes the supervisor's ref (or nothing); restart
+/// callbacks also (or only) the failure. A callback's exception is caught and logged
+/// through the "bastion" logger; the supervisor goes on. The root supervisor has none.
 /// Thread-safety: a builder is used by one thread, inside the function that receives it.
 class supervisor_builder {
 public:
@@ -104,6 +157,51 @@ public:
   supervisor_builder& strategy(supervision_strategy s);
   /// The restart strategy (default: always, immediate, no intensity limit).
   supervisor_builder& restart(restart_strategy r);
+
+  /// Runs on the supervisor's proc when its first incarnation begins, before its children
+  /// start. `f` takes (const supervisor_ref&) or (). Replaces an earlier one. Its exception
+  /// is logged, not propagated. Thread-safety: the builder's thread.
+  template <class F>
+  supervisor_builder& before_start(F&& f) {
+    set_before_start(detail::wrap_supervisor_callback(std::forward<F>(f)));
+    return *this;
+  }
+  /// Runs on the supervisor's proc once its first incarnation has started its children
+  /// (their bodies may already run elsewhere). `f` takes (const supervisor_ref&) or ().
+  /// Its exception is logged, not propagated. Thread-safety: the builder's thread.
+  template <class F>
+  supervisor_builder& after_start(F&& f) {
+    set_after_start(detail::wrap_supervisor_callback(std::forward<F>(f)));
+    return *this;
+  }
+  /// Runs on the supervisor's proc when its parent restarts it, before its children restart.
+  /// `f` takes (const supervisor_ref&, const failure&), (const failure&) or (); the failure
+  /// is the one that caused the restart (a bastion::supervisor_gave_up for an escalation,
+  /// or the failed sibling's error, message and id). Its exception is logged, not
+  /// propagated. Thread-safety: the builder's thread.
+  template <class F>
+  supervisor_builder& before_restart(F&& f) {
+    set_before_restart(detail::wrap_supervisor_restart_callback(std::forward<F>(f)));
+    return *this;
+  }
+  /// Runs on the supervisor's proc when its parent restarted it, once its children were
+  /// restarted. Same arguments as before_restart. Its exception is logged, not propagated.
+  /// Thread-safety: the builder's thread.
+  template <class F>
+  supervisor_builder& after_restart(F&& f) {
+    set_after_restart(detail::wrap_supervisor_restart_callback(std::forward<F>(f)));
+    return *this;
+  }
+  /// Runs on the parent supervisor's proc once this supervisor is stopped for good (by
+  /// stop(), the system's stop, or its parent's policy refusing a restart), after every
+  /// after_stop of its subtree; not after kill, and not when it never started. `f` takes
+  /// (const supervisor_ref&) or (). Its exception is logged, not propagated.
+  /// Thread-safety: the builder's thread.
+  template <class F>
+  supervisor_builder& after_stop(F&& f) {
+    set_after_stop(detail::wrap_supervisor_callback(std::forward<F>(f)));
+    return *this;
+  }
   /// Adds a children group built by `f(children_builder&)`.
   template <class F>
     requires std::is_invocable_v<F&, children_builder&>
@@ -129,6 +227,12 @@ public:
   [[nodiscard]] supervisor_ref ref() const { return supervisor_ref{c_}; }
 
 private:
+  void set_before_start(std::function<void(const supervisor_ref&)> f);
+  void set_after_start(std::function<void(const supervisor_ref&)> f);
+  void set_before_restart(std::function<void(const supervisor_ref&, const failure&)> f);
+  void set_after_restart(std::function<void(const supervisor_ref&, const failure&)> f);
+  void set_after_stop(std::function<void(const supervisor_ref&)> f);
+
   std::shared_ptr<detail::supervisor_core> c_;
   std::vector<children_ref> refs_;
 };

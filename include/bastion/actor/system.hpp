@@ -9,6 +9,7 @@
 #include <bastion/actor/supervisor.hpp>
 #include <bastion/executor/runtime.hpp>
 #include <bastion/executor/runtime_config.hpp>
+#include <bastion/lightproc/task.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -124,14 +125,36 @@ public:
   /// The executor.
   [[nodiscard]] bastion::runtime& runtime() const noexcept;
 
+  /// Runs `t` to completion on the calling thread, on this system's runtime (its procs,
+  /// timers and blocking calls use it), and returns its value or rethrows its exception:
+  /// `sys.run(ref.ask<int>(x, 1s))` from main(). Same as `sys.runtime().run(std::move(t))`.
+  /// Prefer it to the free bastion::run, which drives `t` on the calling thread's current
+  /// runtime, else on runtime::global() (a second runtime with its own workers, unless this
+  /// is the default system: see global()). Safe from any thread; on one of this system's
+  /// workers it does not deadlock (see runtime::run). Throws what `t` throws.
+  template <class T>
+  T run(task<T> t) {
+    return rt_->run(std::move(t));
+  }
+
   /// The process-wide default system behind the free functions, built on first use with
-  /// init()'s config (or the default one). It is stopped and joined at exit.
+  /// init()'s config (or the default one). It is stopped and joined at exit. When that
+  /// config leaves every runtime setting at its default (no init(), or an init() that only
+  /// sets log_level), the default system runs on runtime::global() instead of a runtime of
+  /// its own, so the executor's free functions (bastion::run, bastion::spawn) used from
+  /// main() drive their tasks on the same runtime as the actors. Otherwise it owns a runtime
+  /// built from the config (use global().run(t) to drive a task on it). Safe from any thread.
   static system& global();
   /// Sets the default system's config. Throws std::logic_error when it exists already.
   static void init(config cfg);
 
 private:
-  std::unique_ptr<bastion::runtime> rt_;
+  /// Builds the system on `shared` (not owned) when it is not null, else on a runtime of its
+  /// own built from `cfg`.
+  system(config cfg, bastion::runtime* shared);
+
+  std::unique_ptr<bastion::runtime> own_rt_; ///< null when the runtime is shared
+  bastion::runtime* rt_ = nullptr;           ///< own_rt_, or the shared runtime
   std::shared_ptr<detail::system_core> core_;
   std::shared_ptr<detail::supervisor_core> root_;
 };
