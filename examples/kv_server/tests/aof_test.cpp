@@ -1,0 +1,124 @@
+// examples/kv_server/tests/aof_test.cpp: a shard's append-only file (aof.hpp): what was
+// appended survives a shard restart (load() writes the buffer first), flush/sync, truncate,
+// rewrite, and the disabled log.
+#include "aof.hpp"
+#include "keyspace.hpp"
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace {
+
+/// A fresh temporary directory, removed at the end of the test.
+struct temp_dir {
+  temp_dir() {
+    path = std::filesystem::temp_directory_path()
+           / fmt::format("kv-aof-test-{}-{}", ::getpid(), counter++);
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  std::filesystem::path path;
+  static inline int counter = 0;
+};
+
+std::string file_contents(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+} // namespace
+
+TEST_CASE("appended records are in load() even before any flush") {
+  temp_dir dir;
+  const auto p = dir.path / "shard-0.aof";
+  kv::aof_log log(p, true);
+  std::string rec;
+  kv::append_set_record(rec, "k", "v", 0);
+  CHECK(log.append(rec));          // the buffer was empty: the caller asks for a flush
+  CHECK_FALSE(log.append(rec));    // not empty any more
+  CHECK(file_contents(p).empty()); // still in memory only
+  // A restarted shard loads: the buffer is written first, then the file is read.
+  CHECK(log.load() == rec + rec);
+  CHECK(file_contents(p) == rec + rec);
+  CHECK(log.appended_bytes() == 2 * rec.size());
+}
+
+TEST_CASE("flush and sync write the buffer; a reopened log appends") {
+  temp_dir dir;
+  const auto p = dir.path / "a.aof";
+  std::string a;
+  std::string b;
+  kv::append_set_record(a, "a", "1", 0);
+  kv::append_del_record(b, "a");
+  {
+    kv::aof_log log(p, true);
+    log.append(a);
+    log.flush();
+    CHECK(file_contents(p) == a);
+    log.append(b);
+    log.sync();
+    CHECK(file_contents(p) == a + b);
+  }
+  kv::aof_log again(p, true);
+  again.append(a);
+  CHECK(again.load() == a + b + a);
+}
+
+TEST_CASE("truncate drops a torn tail; rewrite replaces the file and keeps queued records") {
+  temp_dir dir;
+  const auto p = dir.path / "t.aof";
+  kv::aof_log log(p, true);
+  std::string good;
+  kv::append_set_record(good, "k", "v", 0);
+  log.append(good + "*3\r\n$3\r\nSET\r\n$1");
+  kv::keyspace ks;
+  std::string data = log.load();
+  const auto r = kv::replay(data, ks, 0);
+  REQUIRE(r.torn_tail);
+  log.truncate(r.valid_bytes);
+  CHECK(file_contents(p) == good);
+
+  std::string snapshot;
+  kv::append_set_record(snapshot, "only", "this", 0);
+  std::string queued;
+  kv::append_del_record(queued, "k");
+  log.append(queued);
+  log.rewrite(snapshot);
+  CHECK(file_contents(p) == snapshot + queued);
+  CHECK_FALSE(std::filesystem::exists(dir.path / "t.aof.rewrite"));
+  std::string more;
+  kv::append_del_record(more, "only");
+  log.append(more);
+  log.flush();
+  CHECK(file_contents(p) == snapshot + queued + more); // appends go to the new file
+}
+
+TEST_CASE("a disabled log keeps nothing") {
+  temp_dir dir;
+  const auto p = dir.path / "off.aof";
+  kv::aof_log log(p, false);
+  CHECK_FALSE(log.append("*1\r\n$8\r\nFLUSHALL\r\n"));
+  log.sync();
+  CHECK(log.load().empty());
+  CHECK_FALSE(std::filesystem::exists(p));
+}
+
+TEST_CASE("an unwritable path throws std::system_error naming it") {
+  temp_dir dir;
+  const auto p = dir.path / "missing" / "x.aof";
+  try {
+    kv::aof_log log(p, true);
+    FAIL("expected std::system_error");
+  } catch (const std::system_error& e) {
+    CHECK(std::string(e.what()).find(p.string()) != std::string::npos);
+  }
+}
