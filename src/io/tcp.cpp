@@ -288,7 +288,13 @@ struct tcp_access {
     if (auto a = io::numeric_address(host, port)) {
       addrs.push_back(*a);
     } else {
-      addrs = co_await spawn_blocking([host, port] { return io::resolve(host, port); });
+      // Named job and handle: g++-12 mis-destroys a temporary with a non-trivial destructor
+      // (this lambda holds a std::string) inside a co_await operand.
+      auto job = [host, port] {
+        return io::resolve(host, port);
+      };
+      auto h = spawn_blocking(std::move(job));
+      addrs = co_await std::move(h);
     }
     std::exception_ptr last;
     for (const auto& a : addrs) {

@@ -87,8 +87,9 @@ public:
 
   /// Shuts down the sending side (the peer reads end of stream). Throws std::system_error.
   void shutdown_write();
-  /// Withdraws the socket from the reactor and closes it; idempotent, never throws. A read or
-  /// write of another proc still waiting on it resumes and throws bad_file_descriptor.
+  /// Withdraws the socket from the reactor and closes it; idempotent, never throws. Not
+  /// synchronised with operations of other procs on this stream: call it from the owning proc
+  /// (cancel a proc to stop its pending read or write).
   void close() noexcept;
   /// Sets TCP_NODELAY (Nagle's algorithm off when true). Throws std::system_error.
   void set_nodelay(bool on);
@@ -107,8 +108,10 @@ private:
 
 /// A listening TCP socket that accepts connections as tcp_streams.
 ///
-/// Thread-safety: one accept may be in flight at a time; close() is safe from any thread.
-/// Errors as for tcp_stream.
+/// Thread-safety: one accept may be in flight at a time. close() must not run concurrently
+/// with an operation on the listener (it is not synchronised with one): to stop a proc that
+/// waits in accept(), cancel that proc (its wait is withdrawn; the listener closes when its
+/// owner drops it). Errors as for tcp_stream.
 class tcp_listener {
 public:
   /// An empty listener (not bound).
@@ -137,8 +140,8 @@ public:
 
   /// The port the listener is bound to (useful after binding port 0); 0 when closed.
   [[nodiscard]] std::uint16_t local_port() const;
-  /// Closes the socket; an accept still waiting resumes and throws bad_file_descriptor.
-  /// Idempotent, never throws.
+  /// Closes the socket. Idempotent, never throws. Call it from the proc that owns the
+  /// listener, not while another proc awaits accept() on it (see the class comment).
   void close() noexcept;
   /// True while the listener holds an open socket.
   [[nodiscard]] bool is_open() const noexcept { return src_ != nullptr; }
