@@ -290,7 +290,10 @@ void worker::main_loop() {
       // does not pay for a futex wake, and a burst of spawns is picked up without a
       // park/unpark round trip per task. Bounded (~tens of µs), so an idle runtime
       // still parks at once and uses no CPU.
-      for (unsigned round = 0; t == nullptr && round < spin_rounds; ++round) {
+      // With one worker there is nobody to steal from: spinning would only take CPU from
+      // other processes (e.g. the clients of a server).
+      const unsigned rounds = rt_.workers_.size() > 1 ? spin_rounds : 0;
+      for (unsigned round = 0; t == nullptr && round < rounds; ++round) {
         for (unsigned k = 0; k < 64; ++k) {
           cpu_relax();
         }
