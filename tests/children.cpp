@@ -25,24 +25,6 @@ namespace {
 
 using namespace bastion::test;
 
-/// A thread-safe event log.
-struct event_log {
-  std::mutex mu;
-  std::vector<std::string> events;
-  void add(std::string e) {
-    std::lock_guard lock(mu);
-    events.push_back(std::move(e));
-  }
-  std::vector<std::string> snapshot() {
-    std::lock_guard lock(mu);
-    return events;
-  }
-  std::size_t size() {
-    std::lock_guard lock(mu);
-    return events.size();
-  }
-};
-
 /// The doubler of api.md: answers question<int> with twice the value, forever.
 bastion::task<> doubler(bastion::context& ctx) {
   for (;;) {

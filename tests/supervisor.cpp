@@ -28,7 +28,7 @@ namespace {
 using namespace bastion::test;
 
 /// A thread-safe event log with timestamps.
-struct event_log {
+struct timed_log {
   std::mutex mu;
   std::vector<std::string> events;
   std::vector<std::chrono::steady_clock::time_point> times;
@@ -55,7 +55,7 @@ struct event_log {
 
 /// Records its end (normal, exception or cancellation) in the log.
 struct stop_guard {
-  event_log* log;
+  timed_log* log;
   std::string what;
   ~stop_guard() { log->add(what); }
 };
@@ -66,8 +66,8 @@ enum class fail_mode { once_on_message, always };
 void add_member(
     bastion::supervisor_builder& s,
     const std::string& name,
-    event_log& body,
-    event_log& spawns,
+    timed_log& body,
+    timed_log& spawns,
     fail_mode mode) {
   s.children([&body, &spawns, name, mode](bastion::children_builder& c) {
     c.name(name)
@@ -136,8 +136,8 @@ TEST_CASE("every strategy with every policy: who restarts, how often", "[supervi
     for (int pi = 0; pi < 3; ++pi) {
       const auto& pc = policies[pi];
       DYNAMIC_SECTION("strategy " << si << " policy " << pc.name) {
-        event_log body;
-        event_log spawns;
+        timed_log body;
+        timed_log spawns;
         bastion::system sys{test_config()};
         sys.supervisor([&](bastion::supervisor_builder& s) {
           s.strategy(strategies[si]).restart(bastion::restart_strategy{}.policy(pc.policy));
@@ -182,8 +182,8 @@ TEST_CASE(
     "one_for_all and rest_for_one stop the siblings before any replacement starts",
     "[supervisor]") {
   for (auto strategy : {bastion::one_for_all, bastion::rest_for_one}) {
-    event_log body;
-    event_log spawns;
+    timed_log body;
+    timed_log spawns;
     {
       bastion::system sys{test_config()};
       sys.supervisor([&](bastion::supervisor_builder& s) {
@@ -226,8 +226,8 @@ TEST_CASE(
 }
 
 TEST_CASE("strategy can be changed at run time", "[supervisor]") {
-  event_log body;
-  event_log spawns;
+  timed_log body;
+  timed_log spawns;
   bastion::system sys{test_config()};
   auto sup = sys.supervisor([&](bastion::supervisor_builder& s) {
     add_member(s, "a", body, spawns, fail_mode::once_on_message);
@@ -288,7 +288,7 @@ TEST_CASE(
 }
 
 TEST_CASE("restart intensity: a supervisor gives up and escalates to its parent", "[supervisor]") {
-  event_log spawns;
+  timed_log spawns;
   std::string sibling_failure;
   bastion::system sys{test_config()};
   sys.supervisor([&](bastion::supervisor_builder& p) {
@@ -344,7 +344,7 @@ TEST_CASE("linear and exponential backoff: order, counts and minimum delays", "[
       {bastion::backoff::exponential(20ms, 2.0, 50ms), {20ms, 40ms, 50ms}},
   };
   for (const auto& bc : cases) {
-    event_log spawns;
+    timed_log spawns;
     bastion::system sys{test_config()};
     sys.supervisor([&](bastion::supervisor_builder& s) {
       s.restart(bastion::restart_strategy{}.backoff(bc.b));
@@ -375,7 +375,7 @@ TEST_CASE("linear and exponential backoff: order, counts and minimum delays", "[
 }
 
 TEST_CASE("the supervisor keeps handling events during a backoff", "[supervisor]") {
-  event_log log;
+  timed_log log;
   bastion::system sys{test_config()};
   auto sup = sys.supervisor([&](bastion::supervisor_builder& s) {
     s.restart(bastion::restart_strategy{}.backoff(bastion::backoff::linear(300ms)));

@@ -31,24 +31,6 @@ namespace {
 
 using namespace bastion::test;
 
-/// A thread-safe event log.
-struct event_log {
-  std::mutex mu;
-  std::vector<std::string> events;
-  void add(std::string e) {
-    std::lock_guard lock(mu);
-    events.push_back(std::move(e));
-  }
-  std::vector<std::string> snapshot() {
-    std::lock_guard lock(mu);
-    return events;
-  }
-  bool has(const std::string& e) {
-    std::lock_guard lock(mu);
-    return std::find(events.begin(), events.end(), e) != events.end();
-  }
-};
-
 /// Throws on the string "fail"; answers question<int> with its incarnation.
 bastion::task<> worker(bastion::context& ctx) {
   for (;;) {

@@ -6,11 +6,15 @@
 #include <bastion/executor/runtime_config.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace bastion::test {
 
@@ -82,5 +86,28 @@ inline bastion::task<int> hold_worker(gate* g) {
 inline bastion::task<int> value_of(int v) {
   co_return v;
 }
+
+/// A thread-safe log of events (callbacks, handlers) that actors append to and the test
+/// thread reads; every call locks.
+struct event_log {
+  std::mutex mu;
+  std::vector<std::string> events;
+  void add(std::string e) {
+    std::lock_guard lock(mu);
+    events.push_back(std::move(e));
+  }
+  std::vector<std::string> snapshot() {
+    std::lock_guard lock(mu);
+    return events;
+  }
+  std::size_t size() {
+    std::lock_guard lock(mu);
+    return events.size();
+  }
+  bool has(const std::string& e) {
+    std::lock_guard lock(mu);
+    return std::find(events.begin(), events.end(), e) != events.end();
+  }
+};
 
 } // namespace bastion::test
