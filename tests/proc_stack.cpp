@@ -36,20 +36,6 @@ using namespace std::chrono_literals;
 using bastion::proc_stack;
 using bastion::task;
 
-/// Events recorded from callbacks (worker threads) and the body, in the order they happened.
-struct event_log {
-  std::mutex mu;
-  std::vector<std::string> events;
-  void add(std::string e) {
-    std::lock_guard lk(mu);
-    events.push_back(std::move(e));
-  }
-  std::vector<std::string> snapshot() {
-    std::lock_guard lk(mu);
-    return events;
-  }
-};
-
 /// A stack whose callbacks log to `log`, with the pid each one was given.
 proc_stack logging_stack(event_log* log, std::atomic<std::uint64_t>* seen_pid) {
   proc_stack s;
