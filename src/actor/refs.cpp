@@ -5,6 +5,7 @@
 #include <bastion/actor/refs.hpp>
 #include <bastion/actor/supervisor.hpp>
 
+#include "node_ops.hpp"
 #include "tree.hpp"
 
 #include <fmt/format.h>

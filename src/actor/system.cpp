@@ -3,6 +3,7 @@
 #include <bastion/actor/system.hpp>
 #include <bastion/log.hpp>
 
+#include "node_ops.hpp"
 #include "tree.hpp"
 
 #include <spdlog/spdlog.h>

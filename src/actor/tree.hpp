@@ -422,12 +422,4 @@ task<> run_supervisor(
     std::uint64_t incarnation,
     std::optional<failure> restart);
 
-/// Walks a subtree that no proc runs any more and stops it for good: mailboxes closed and
-/// drained, members removed; after_stop runs for children when `callbacks`.
-void finalize_subtree(supervisor_core& s, bool callbacks) noexcept;
-
-/// Closes a supervisor's control queue (its loop is over, or never ran) and settles what is
-/// left in it: groups and supervisors that were never attached are stopped for good too.
-void drain_control(supervisor_core& s) noexcept;
-
 } // namespace bastion::detail
