@@ -1,6 +1,8 @@
 // src/io/reactor.cpp: the epoll reactor (see reactor.hpp for the design).
 #include "reactor.hpp"
 
+#include <bastion/lightproc/errors.hpp>
+
 #include "../executor/runtime_impl.hpp"
 
 #include <sys/epoll.h>
@@ -10,6 +12,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -178,7 +181,19 @@ void reactor::retire(io_source* s) noexcept {
     s->next_retired_ = retired_;
     retired_ = s;
   }
-  // No poll running: no epoll batch can name `s` any more, free it now.
+  free_retired_if_idle();
+}
+
+void reactor::free_retired_if_idle() noexcept {
+  {
+    std::lock_guard lk(retired_mu_);
+    if (retired_ == nullptr) {
+      return;
+    }
+  }
+  // No poll running: no epoll batch can name a retired source any more. When a poll runs,
+  // it calls this after its batch (and after unlocking), so nothing is left behind: a
+  // retired source holds its reactor, and one left over would keep the reactor alive.
   if (poll_mu_.try_lock()) {
     free_retired();
     poll_mu_.unlock();
@@ -206,9 +221,6 @@ std::size_t reactor::poll(std::optional<std::chrono::steady_clock::time_point> d
   if (!lk.owns_lock()) {
     return 0;
   }
-  // Sources retired before this wait were withdrawn from epoll first: this batch cannot
-  // name them.
-  free_retired();
   int timeout_ms = -1;
   if (deadline) {
     const auto left = *deadline - std::chrono::steady_clock::now();
@@ -233,25 +245,26 @@ std::size_t reactor::poll(std::optional<std::chrono::steady_clock::time_point> d
     s->on_event(events[i].events);
     ++handled;
   }
-  // Sources retired while this batch was dispatched may have been named by it: only now
-  // are they unreachable.
-  free_retired();
+  // Sources retired while this batch was dispatched may have been named by it: only now,
+  // with the batch done, are they unreachable (a retire() that met our lock left them).
   lk.unlock();
-  // A retire() whose try_lock met our lock pushed before we unlocked: free it here (a
-  // retired source holds its reactor, so one left behind would keep the reactor alive).
-  bool left = false;
-  {
-    std::lock_guard rl(retired_mu_);
-    left = retired_ != nullptr;
-  }
-  if (left && poll_mu_.try_lock()) {
-    free_retired();
-    poll_mu_.unlock();
-  }
+  free_retired_if_idle();
   return handled;
 }
 
 // ------------------------------------------------------- readiness_operation ----
+
+void readiness_operation::await_resume() {
+  withdraw();
+  if (src_->closed()) {
+    throw std::system_error(
+        std::make_error_code(std::errc::bad_file_descriptor),
+        std::string("bastion::io: ") + op_ + ": the socket was closed while it waited");
+  }
+  if (!moved()) {
+    throw timed_out();
+  }
+}
 
 bool readiness_operation::await_suspend(std::coroutine_handle<> h) {
   auto* cur = current_proc();

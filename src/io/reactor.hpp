@@ -127,6 +127,8 @@ private:
   void deregister(io_source* s) noexcept;
   /// Queues `s` for freeing after the current epoll batch.
   void retire(io_source* s) noexcept;
+  /// Frees the retired sources when no poll is running (else that poll will, when done).
+  void free_retired_if_idle() noexcept;
 
 public:
   /// Frees the retired sources (no poll may run concurrently: the runtime calls it after its
@@ -144,31 +146,32 @@ private:
   io_source* live_ = nullptr; // open sources, linked through prev_live_/next_live_
 };
 
-/// Awaits the next readiness edge of `src` in direction `d` after sequence `seen` (or its
-/// closing), optionally until `deadline`. await_resume yields false when the deadline passed
-/// first. Immovable once awaited (the slot and the timer point into it). The proc resumes on
-/// the worker that polled the event (or fired the timer).
+/// Awaits the next readiness edge of `src` in direction `d` after sequence `seen`, optionally
+/// until `deadline`. await_resume throws bastion::timed_out when the deadline passed first and
+/// std::system_error(bad_file_descriptor) when the socket was closed meanwhile (`op` names
+/// the operation in the message). A plain awaiter: a wait costs no coroutine frame.
+/// Immovable once awaited (the slot and the timer point into it). The proc resumes on the
+/// worker that polled the event (or fired the timer).
 class readiness_operation {
 public:
   readiness_operation(
       io_source* src,
       io_dir d,
       std::uint32_t seen,
-      std::optional<std::chrono::steady_clock::time_point> deadline) noexcept
+      std::optional<std::chrono::steady_clock::time_point> deadline,
+      const char* op) noexcept
       : src_(src)
       , dir_(d)
       , seen_(seen)
-      , deadline_(deadline) {}
+      , deadline_(deadline)
+      , op_(op) {}
   readiness_operation(const readiness_operation&) = delete;
   readiness_operation& operator=(const readiness_operation&) = delete;
   ~readiness_operation() { withdraw(); }
 
   [[nodiscard]] bool await_ready() const noexcept { return moved(); }
   bool await_suspend(std::coroutine_handle<> h);
-  bool await_resume() noexcept {
-    withdraw();
-    return moved();
-  }
+  void await_resume();
 
 private:
   [[nodiscard]] bool moved() const noexcept { return src_->seq(dir_) != seen_ || src_->closed(); }
@@ -183,6 +186,7 @@ private:
   io_dir dir_;
   std::uint32_t seen_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  const char* op_;
   deadline_race race_;
   wake_target* mine_ = nullptr; // what this operation parked in the slot, until withdrawn
 };

@@ -68,40 +68,6 @@ private:
   io_source* s_;
 };
 
-/// Awaits the next readiness edge of a source in one direction after sequence `seen`:
-/// throws bastion::timed_out when the deadline passed first and bad_file_descriptor when the
-/// socket was closed meanwhile. A plain awaiter, so a wait costs no coroutine frame.
-class ready_wait {
-public:
-  ready_wait(
-      const source_ref& s,
-      io_dir d,
-      std::uint32_t seen,
-      std::optional<time_point> deadline,
-      const char* op) noexcept
-      : op_(s.get(), d, seen, deadline)
-      , src_(s.get())
-      , what_(op) {}
-
-  [[nodiscard]] bool await_ready() const noexcept { return op_.await_ready(); }
-  bool await_suspend(std::coroutine_handle<> h) { return op_.await_suspend(h); }
-  void await_resume() {
-    if (!op_.await_resume()) {
-      throw timed_out();
-    }
-    if (src_->closed()) {
-      throw std::system_error(
-          std::make_error_code(std::errc::bad_file_descriptor),
-          std::string("bastion::io: ") + what_ + ": the socket was closed while it waited");
-    }
-  }
-
-private:
-  readiness_operation op_;
-  io_source* src_;
-  const char* what_;
-};
-
 int new_socket(int family) {
   const int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -215,7 +181,7 @@ struct tcp_access {
       if (err != EAGAIN && err != EWOULDBLOCK) {
         io::throw_errno(err, "read");
       }
-      co_await io::ready_wait(s, io_dir::read, seen, deadline, "read");
+      co_await readiness_operation(s.get(), io_dir::read, seen, deadline, "read");
     }
   }
 
@@ -238,7 +204,7 @@ struct tcp_access {
       if (err != EAGAIN && err != EWOULDBLOCK) {
         io::throw_errno(err, "write");
       }
-      co_await io::ready_wait(s, io_dir::write, seen, deadline, "write");
+      co_await readiness_operation(s.get(), io_dir::write, seen, deadline, "write");
     }
   }
 
@@ -271,7 +237,7 @@ struct tcp_access {
       if (errno != ENOTCONN) {
         io::throw_errno(errno, "connect to " + io::format_address(addr));
       }
-      co_await io::ready_wait(s, io_dir::write, seen, deadline, "connect");
+      co_await readiness_operation(s.get(), io_dir::write, seen, deadline, "connect");
     }
   }
 
@@ -330,7 +296,7 @@ struct tcp_access {
       if (err != EAGAIN && err != EWOULDBLOCK) {
         io::throw_errno(err, "accept");
       }
-      co_await io::ready_wait(s, io_dir::read, seen, deadline, "accept");
+      co_await readiness_operation(s.get(), io_dir::read, seen, deadline, "accept");
     }
   }
 
