@@ -12,6 +12,8 @@
 #include <bastion/executor/spawn.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include "support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -343,4 +345,69 @@ TEST_CASE("mailbox: close releases backpressured senders with false", "[mailbox]
   mb.close();
   CHECK_FALSE(std::move(h).join());
   CHECK(dl.count(dead_letter_reason::stopped_target) == 1);
+}
+
+namespace bastion::detail {
+/// What a sender does after it linked its message: takes the consumer's waker and wakes it.
+/// Done with no message, it is the late wake of a sender whose message the consumer took
+/// without parking (the sender is preempted between its link and its take).
+struct mailbox_access {
+  static void late_wake(mailbox& mb) { mb.consumer_.take().wake(); }
+};
+} // namespace bastion::detail
+
+TEST_CASE("mailbox: a late wake finds recv parked again, not spinning", "[mailbox]") {
+  // One worker: a consumer that resumed empty-handed and waited for a message on it would
+  // keep every other proc of the runtime from running.
+  bastion::runtime rt{bastion::runtime_config{}.workers(1)};
+  bastion::dead_letters dl;
+  mailbox mb{{}, dl};
+  std::atomic<int> phase{0};
+  auto consumer = [](mailbox& mb, std::atomic<int>& phase) -> task<int> {
+    phase = 1;
+    auto m = co_await mb.recv();
+    phase = 2;
+    co_return as_int(m);
+  };
+  auto h = rt.spawn(consumer(mb, phase));
+  REQUIRE(bastion::test::wait_until([&] { return phase.load() == 1; }, 10s));
+  // Let it park (nothing else runs on the worker), then wake it with nothing in the mailbox.
+  std::this_thread::sleep_for(20ms);
+  bastion::detail::mailbox_access::late_wake(mb);
+  std::atomic<bool> other_ran{false};
+  auto other = rt.spawn([](std::atomic<bool>& flag) -> task<> {
+    flag = true;
+    co_return;
+  }(other_ran));
+  REQUIRE(bastion::test::wait_until([&] { return other_ran.load(); }, 10s));
+  std::move(other).join();
+  CHECK(phase.load() == 1); // still parked in recv
+  REQUIRE(mb.try_send(message::tell(7)));
+  CHECK(std::move(h).join() == 7);
+  CHECK(phase.load() == 2);
+  CHECK(dl.count() == 0);
+}
+
+TEST_CASE("mailbox: a late wake then close() ends recv with mailbox_closed", "[mailbox]") {
+  bastion::runtime rt{bastion::runtime_config{}.workers(1)};
+  bastion::dead_letters dl;
+  mailbox mb{{}, dl};
+  std::atomic<int> phase{0};
+  auto consumer = [](mailbox& mb, std::atomic<int>& phase) -> task<int> {
+    phase = 1;
+    try {
+      (void)co_await mb.recv();
+    } catch (const bastion::mailbox_closed&) {
+      co_return 1;
+    }
+    co_return 0;
+  };
+  auto h = rt.spawn(consumer(mb, phase));
+  REQUIRE(bastion::test::wait_until([&] { return phase.load() == 1; }, 10s));
+  std::this_thread::sleep_for(20ms);
+  bastion::detail::mailbox_access::late_wake(mb);
+  std::this_thread::sleep_for(20ms);
+  CHECK_FALSE(h.is_finished());
+  mb.close();
+  CHECK(std::move(h).join() == 1);
 }

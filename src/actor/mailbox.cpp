@@ -283,7 +283,7 @@ bool mailbox::recv_ready(message& out) {
   return false;
 }
 
-bool mailbox::park(std::coroutine_handle<> h, message& out) {
+bool mailbox::park(std::coroutine_handle<> h, message& out, detail::resume_guard& guard) {
   auto* cur = detail::current_proc();
   if (cur == nullptr) {
     throw std::logic_error("bastion::mailbox::recv: awaited outside a bastion proc");
@@ -294,31 +294,69 @@ bool mailbox::park(std::coroutine_handle<> h, message& out) {
   // Re-check by taking: a sender links its message, fences, then takes the waker, so either
   // this reaches the message or that sender wakes us. A message admitted but not linked yet
   // is not waited for here: its sender wakes us.
+  bool suspend = true;
   if (auto m = try_recv()) {
     out = std::move(*m);
-    return !consumer_.retract(); // retracted: go on at once; else a wake is on its way
+    suspend = !consumer_.retract(); // retracted: go on at once; else a wake is on its way
+  } else if (closed_.load(std::memory_order_seq_cst)) {
+    suspend = !consumer_.retract();
   }
-  if (closed_.load(std::memory_order_seq_cst)) {
-    return !consumer_.retract();
+  if (suspend) {
+    // A sender whose message this actor took without parking may still take the waker just
+    // published (it takes after it links): that wake finds nothing, and the guard parks the
+    // proc again instead of resuming it empty-handed.
+    cur->set_resume_guard(&guard);
   }
-  return true;
+  return suspend;
+}
+
+bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept {
+  if (out) {
+    return true; // taken before suspending; this is the wake that was on its way
+  }
+  // Our waker was taken (by a sender, close() or a late sender of an earlier message).
+  try {
+    if (auto m = try_recv()) {
+      out = std::move(*m);
+      return true;
+    }
+    if (closed_.load(std::memory_order_seq_cst)) {
+      return true;
+    }
+    // Nothing there: a late wake, or a sender still linking (it wakes us again). Park again,
+    // with the same publish / fence / re-check as park().
+    consumer_.publish(p);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (auto m = try_recv()) {
+      out = std::move(*m);
+      return consumer_.retract(); // not retracted: a wake is coming, and it resumes us
+    }
+    if (closed_.load(std::memory_order_seq_cst)) {
+      return consumer_.retract();
+    }
+    return false;
+  } catch (...) {
+    // try_recv only throws when waking blocked senders fails to allocate: resume, and let
+    // the body's recv report it.
+    (void)consumer_.retract();
+    return true;
+  }
 }
 
 void mailbox::unpark() noexcept {
   (void)consumer_.retract(); // harmless after a wake; needed when the proc was cancelled
 }
 
-message mailbox::recv_resume(message& ready, bool& parked) {
+message mailbox::recv_resume(message& ready, bool parked) {
   if (parked) {
-    parked = false;
     unpark();
   }
   if (ready) {
     return std::move(ready);
   }
-  // Woken by a sender (its message is linked), by close(), or not suspended because the
-  // mailbox was closed meanwhile. Rarely, an earlier sender on another thread is still between
-  // its two push steps, so nothing is reachable yet: wait for its link.
+  // Resumed by the guard with the mailbox closed, or not suspended because it was closed
+  // meanwhile (a message is in `ready` otherwise). Rarely, a sender on another thread is still
+  // between its two push steps then, so its message is not reachable yet: wait for its link.
   for (unsigned spins = 0;;) {
     if (auto m = try_recv()) {
       return std::move(*m);

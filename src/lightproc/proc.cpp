@@ -77,7 +77,10 @@ void complete_proc(proc_header* p, std::uint64_t extra) noexcept {
 void poll_proc(proc_header* p) noexcept {
   auto s = p->state_.load(std::memory_order_relaxed);
   while (!p->state_.compare_exchange_weak(
-      s, (s & ~h::scheduled) | h::running, std::memory_order_acquire, std::memory_order_relaxed)) {
+      s,
+      (s & ~h::scheduled) | h::running | h::started,
+      std::memory_order_acquire,
+      std::memory_order_relaxed)) {
   }
   if (s & h::cancel_req) {
     p->destroy_body();
@@ -85,14 +88,19 @@ void poll_proc(proc_header* p) noexcept {
     return;
   }
   const auto* cb = p->stack_.callbacks();
-  if (!p->started_) {
-    p->started_ = true;
+  if (!(s & h::started)) {
     if (cb != nullptr && cb->before_start) {
       call_callback("before_start", p->pid(), [&] { cb->before_start(p->pid()); });
     }
   }
   proc_header* prev = set_current_proc(p);
-  p->resume_body();
+  if (p->guard_ == nullptr) {
+    p->resume_body();
+  } else if (p->guard_->ready(p->guard_, p)) {
+    p->guard_ = nullptr;
+    p->resume_body();
+  }
+  // Else a late wake: the guard parked it again (body not done; the state loop below applies).
   set_current_proc(prev);
 
   if (p->body_done()) {

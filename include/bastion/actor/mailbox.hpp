@@ -23,6 +23,10 @@
 
 namespace bastion {
 
+namespace detail {
+struct mailbox_access; // white-box tests reach the consumer's waker through it
+} // namespace detail
+
 /// What a bounded mailbox does with a message that finds it full.
 enum class overflow_policy : std::uint8_t {
   reject,       ///< the send fails (false) and the message goes to dead letters (mailbox_full)
@@ -125,25 +129,40 @@ public:
   /// Awaiter of recv(): takes a ready message at once; else parks the consumer proc (no
   /// allocation) until a sender or close() wakes it. Immovable. Destroying it while parked
   /// (the proc was cancelled) takes the parking back.
-  class [[nodiscard]] recv_operation {
+  class [[nodiscard]] recv_operation : private detail::resume_guard {
   public:
     explicit recv_operation(mailbox& mb) noexcept
         : mb_(mb) {}
     recv_operation(const recv_operation&) = delete;
     recv_operation& operator=(const recv_operation&) = delete;
     ~recv_operation() {
-      if (parked_) {
+      if (parked()) {
         mb_.unpark();
       }
     }
     bool await_ready() { return mb_.recv_ready(m_); }
-    bool await_suspend(std::coroutine_handle<> h) { return parked_ = mb_.park(h, m_); }
-    message await_resume() { return mb_.recv_resume(m_, parked_); }
+    bool await_suspend(std::coroutine_handle<> h) {
+      if (!mb_.park(h, m_, *this)) {
+        return false;
+      }
+      ready = &still_ready; // the guard's function doubles as the parked flag
+      return true;
+    }
+    message await_resume() {
+      const bool was_parked = parked();
+      ready = nullptr;
+      return mb_.recv_resume(m_, was_parked);
+    }
 
   private:
+    [[nodiscard]] bool parked() const noexcept { return ready != nullptr; }
+    static bool still_ready(detail::resume_guard* g, detail::proc_header* p) noexcept {
+      auto* self = static_cast<recv_operation*>(g);
+      return self->mb_.repark_unless_ready(p, self->m_);
+    }
+
     mailbox& mb_;
     message m_;
-    bool parked_ = false;
   };
 
   /// Awaits the next message: suspends the consuming proc while the mailbox is empty; it
@@ -188,6 +207,7 @@ public:
   [[nodiscard]] dead_letters& sink() const noexcept { return *sink_; }
 
 private:
+  friend struct detail::mailbox_access;
   class timed_consumer_wait;
   struct sender_list;
 
@@ -200,9 +220,14 @@ private:
   void trim_from_sender() noexcept;
   void admit_senders();
   bool recv_ready(message& out);
-  bool park(std::coroutine_handle<> h, message& out);
+  /// recv's await_suspend: publishes the consumer's waker, then re-checks; true when the proc
+  /// suspends (then `guard` is installed on it), false with `out` set when it goes on.
+  bool park(std::coroutine_handle<> h, message& out, detail::resume_guard& guard);
+  /// recv's resume guard: true when a message (into `out`) or close() is there; else parks
+  /// `p` again and returns false (see detail::resume_guard).
+  bool repark_unless_ready(detail::proc_header* p, message& out) noexcept;
   void unpark() noexcept;
-  message recv_resume(message& ready, bool& parked);
+  message recv_resume(message& ready, bool parked);
   [[nodiscard]] bool bounded_drop_oldest() const noexcept {
     return cap_ != 0 && policy_ == overflow_policy::drop_oldest;
   }

@@ -23,6 +23,7 @@ namespace bastion::detail {
 
 class runtime_impl;
 class inline_driver;
+class proc_header;
 
 /// Something a waker can wake: a proc, a thread blocked in join(), a race cell.
 /// Each kind manages its own lifetime; a waker owns one reference to its target.
@@ -72,6 +73,21 @@ private:
   wake_target* t_ = nullptr;
 };
 
+/// A check the poller runs before it resumes a body parked in an awaiter whose waker can fire
+/// late: a notifier that took the waker published for an earlier wait of the same awaiter
+/// kind (its item already consumed without parking) wakes the proc while nothing is ready.
+/// Without the check such a wake would resume the body with nothing to return (an awaiter
+/// cannot suspend again from await_resume). With it, a poll re-parks the proc instead: the
+/// model of Rust futures, where a spurious wake is only a poll that returns Pending; here it is
+/// paid for only by awaiters that install a guard. The awaiter holds the guard (it lives in the
+/// suspended frame) and sets it from await_suspend through proc_header::set_resume_guard.
+struct resume_guard {
+  /// Called by the poller (on the polling thread, with `running` held) before resuming `p`.
+  /// True: resume the body now (the guard is cleared). False: stay parked; the function has
+  /// published a waker again, so the next wake polls (and calls it) again.
+  bool (*ready)(resume_guard* self, proc_header* p) noexcept = nullptr;
+};
+
 /// The type-erased part of every lightproc: what the executor schedules, wakes and joins.
 ///
 /// State word (state_), one atomic 64-bit value:
@@ -88,6 +104,7 @@ private:
 ///   join_interest — a join handle exists.
 ///   join_waiter   — join_waker_ holds a waker (written before the flag, release; read by
 ///                   the completer after it sees the flag, acquire).
+///   started    — polled at least once (before_start ran); set with `running` by the poller.
 /// References: the body holds one until it completes; the join handle one; each waker one.
 /// The object is deleted when the count reaches zero.
 /// Only the poller (the thread that owns `running`) touches the body and resume_point_.
@@ -104,6 +121,7 @@ public:
   static constexpr std::uint64_t cancel_req = 1U << 6;
   static constexpr std::uint64_t join_interest = 1U << 7;
   static constexpr std::uint64_t join_waiter = 1U << 8;
+  static constexpr std::uint64_t started = 1U << 9;
   static constexpr std::uint64_t ref_one = std::uint64_t{1} << 16;
 
   proc_header(const proc_header&) = delete;
@@ -127,6 +145,9 @@ public:
   /// Records where the next poll resumes. Called by an awaiter's await_suspend, on the
   /// polling thread, before it publishes a waker.
   void set_resume_point(std::coroutine_handle<> h) noexcept { resume_point_ = h; }
+  /// Installs `g` to be consulted before the next resume (see resume_guard); cleared when it
+  /// lets the body resume. Called from await_suspend, on the polling thread, when suspending.
+  void set_resume_guard(resume_guard* g) noexcept { guard_ = g; }
 
   void add_ref() noexcept { state_.fetch_add(ref_one, std::memory_order_relaxed); }
   void release() noexcept {
@@ -183,6 +204,7 @@ protected:
   virtual void destroy_body() noexcept = 0;
 
   std::coroutine_handle<> resume_point_;
+  resume_guard* guard_ = nullptr; ///< consulted before the next resume; poller only
 
 private:
   friend void complete_proc(proc_header*, std::uint64_t) noexcept;
@@ -190,7 +212,6 @@ private:
 
   proc_stack stack_;
   waker join_waker_;
-  bool started_ = false;
   std::atomic<std::uint64_t> state_{0};
 
   template <class T>
