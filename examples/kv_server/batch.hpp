@@ -144,7 +144,7 @@ struct server_view {
   std::int64_t connected_clients = 0;
   std::uint64_t total_connections = 0;
   std::uint64_t total_commands = 0;
-  std::uint64_t connection_actors = 0;
+  std::uint64_t connection_actors = 0; ///< connection children in the tree now
 };
 
 /// The outcome of planning a command.

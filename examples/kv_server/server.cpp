@@ -8,10 +8,11 @@
 //   │   ├── "shard" group, redundancy N   each owns a keyspace; reloads its AOF on every start
 //   │   ├── "aof"                         flushes the shards' AOF buffers, fsyncs every second
 //   │   ├── "expiry"                      tells each shard to sweep expired keys, 10 times/s
-//   │   └── "acceptor"                    accepts, hands each connection to a connection actor
+//   │   └── "acceptor"                    accepts, starts a connection child per client
 //   └── connections supervisor (one_for_one, never restarts)
-//       └── "connection" group per connection actor (redundancy 1): serves one client at a
-//           time (parse a batch, ask each shard once, one write), then waits for the next
+//       └── "connection" group per client (redundancy 1): serves its connection (parse a
+//           batch, ask each shard once, one write) and finishes when the client leaves; the
+//           finished group leaves the tree
 #include "server.hpp"
 
 #include <bastion/bastion.hpp>
@@ -76,6 +77,7 @@ struct connection_seed {
   explicit connection_seed(bastion::io::tcp_stream s) noexcept
       : stream(std::move(s)) {}
   bastion::io::tcp_stream stream;
+  std::atomic<bool> taken{false}; ///< the first incarnation takes the stream
 };
 
 constexpr std::size_t initial_buffer = 16 * 1024;              ///< a connection's read buffer
@@ -103,36 +105,12 @@ struct server_state {
   std::atomic<std::int64_t> clients{0};
   std::atomic<std::uint64_t> total_connections{0};
   std::atomic<std::uint64_t> total_commands{0};
-  std::atomic<std::uint64_t> connection_actors{0}; ///< started so far (idle ones included)
-
-  std::mutex idle_mu;
-  std::vector<bastion::child_ref> idle; ///< connection actors waiting; guarded by idle_mu
-
-  /// A connection actor finished its connection and waits for the next one.
-  void park_idle(bastion::child_ref r) {
-    std::lock_guard lock(idle_mu);
-    idle.push_back(std::move(r));
-  }
-  /// The most recently parked idle connection actor, if any.
-  std::optional<bastion::child_ref> take_idle() {
-    std::lock_guard lock(idle_mu);
-    while (!idle.empty()) {
-      bastion::child_ref r = std::move(idle.back());
-      idle.pop_back();
-      if (!r.is_stopped()) {
-        return r;
-      }
-    }
-    return std::nullopt;
-  }
   /// Drops every ref to the tree: its groups' bodies hold this state, so the refs would
   /// make a cycle. Called once the system stopped.
   void release_tree() {
     shards.clear();
     aof_writer = {};
     connections = {};
-    std::lock_guard lock(idle_mu);
-    idle.clear();
   }
 
   [[nodiscard]] std::size_t index_of(std::uint64_t child_id) const {
@@ -156,7 +134,7 @@ struct server_state {
     v.connected_clients = clients.load(std::memory_order_relaxed);
     v.total_connections = total_connections.load(std::memory_order_relaxed);
     v.total_commands = total_commands.load(std::memory_order_relaxed);
-    v.connection_actors = connection_actors.load(std::memory_order_relaxed);
+    v.connection_actors = connections.id() != 0 ? connections.size() : 0;
     return v;
   }
 };
@@ -458,37 +436,20 @@ bastion::task<> serve_connection(server_state& st_ref, bastion::io::tcp_stream s
   }
 }
 
-/// Gives a connection to an idle connection actor.
-struct connection_handoff {
-  std::shared_ptr<connection_seed> seed;
-};
-
-/// A connection actor: serves the connection it was started for, then waits on its mailbox
-/// for the next one (a connection_handoff from the acceptor), serving one connection at a
-/// time. Connection actors are reused rather than started per connection, so the tree holds
-/// as many as the peak of concurrent clients (a finished group is never removed from its
-/// supervisor: see docs/kv_server.md).
-bastion::task<> connection_body(
-    bastion::context& ctx,
-    std::shared_ptr<server_state> st,
-    std::shared_ptr<connection_seed> seed) {
-  for (;;) {
-    if (seed && seed->stream.is_open()) {
-      auto serving = serve_connection(*st, std::move(seed->stream));
-      co_await std::move(serving);
-    }
-    seed.reset();
-    st->park_idle(ctx.signature());
-    bastion::match(
-        co_await ctx.recv(),
-        [&](connection_handoff&& h) { seed = std::move(h.seed); },
-        bastion::otherwise([](bastion::message&&) {}));
+/// A connection child's body: serves its client's connection, then finishes (its group,
+/// done, leaves the tree). It is never restarted (the connections supervisor's policy is
+/// never), and the stream goes to the first incarnation only.
+bastion::task<>
+connection_body(std::shared_ptr<server_state> st, std::shared_ptr<connection_seed> seed) {
+  if (!seed->taken.exchange(true, std::memory_order_acq_rel)) {
+    auto serving = serve_connection(*st, std::move(seed->stream));
+    co_await std::move(serving);
   }
 }
 
-/// Accepts connections and gives each one to a supervised connection actor of its own (an
-/// idle one, else a new one). Runs until the system
-/// stops (its cancellation withdraws the pending accept); the listener outlives it.
+/// Accepts connections and starts a supervised connection child for each (a group of one
+/// under the connections supervisor). Runs until the system stops (its cancellation withdraws
+/// the pending accept); the listener outlives it.
 bastion::task<> acceptor_body(bastion::context& ctx, std::shared_ptr<server_state> st) {
   (void)ctx;
   for (;;) {
@@ -509,14 +470,9 @@ bastion::task<> acceptor_body(bastion::context& ctx, std::shared_ptr<server_stat
     }
     st->total_connections.fetch_add(1, std::memory_order_relaxed);
     auto seed = std::make_shared<connection_seed>(std::move(*accepted));
-    if (const auto idle = st->take_idle(); idle && idle->tell(connection_handoff{seed})) {
-      continue; // an idle connection actor takes it
-    }
-    // None idle: a new connection actor (its own group, under the connections supervisor).
-    st->connection_actors.fetch_add(1, std::memory_order_relaxed);
     st->connections.children([&](bastion::children_builder& c) {
-      c.name("connection").exec([st, seed](bastion::context& cctx) {
-        return connection_body(cctx, st, seed);
+      c.name("connection").exec([st, seed](bastion::context&) {
+        return connection_body(st, seed);
       });
     });
   }
