@@ -374,6 +374,48 @@ TEST_CASE("linear and exponential backoff: order, counts and minimum delays", "[
   }
 }
 
+TEST_CASE("backoff_reset: a child that ran long enough starts its backoff over", "[supervisor]") {
+  // Backoff 10 ms, then 10 s: a restart within a second means the backoff started over.
+  // Incarnation 1 fails at once (10 ms). Incarnation 2 runs 150 ms (> the 50 ms reset), then
+  // fails: with the reset it waits 10 ms again, without it 10 s. Incarnation 3 fails at once,
+  // before the reset: 10 s either way.
+  for (const bool reset : {true, false}) {
+    DYNAMIC_SECTION("reset " << reset) {
+      std::atomic<int> started{0};
+      bastion::system sys{test_config()};
+      auto strategy = bastion::restart_strategy{}.backoff(
+          bastion::backoff::exponential(10ms, 1000.0, std::chrono::hours{1}));
+      if (reset) {
+        strategy.backoff_reset(50ms);
+      }
+      sys.supervisor([&](bastion::supervisor_builder& s) {
+        s.restart(strategy);
+        s.children([&](bastion::children_builder& c) {
+          c.name("flaky").exec([&](bastion::context& ctx) -> bastion::task<> {
+            started++;
+            if (ctx.incarnation() != 2) {
+              throw std::runtime_error("fails at once");
+            }
+            (void)co_await ctx.recv();
+            throw std::runtime_error("fails after a while");
+          });
+        });
+      });
+      sys.start();
+      REQUIRE(wait_until([&] { return started.load() == 2; }, 10s));
+      std::this_thread::sleep_for(150ms);
+      sys.find_group("flaky")->elems()[0].tell(1);
+      if (reset) {
+        REQUIRE(wait_until([&] { return started.load() == 3; }, 5s));
+      }
+      std::this_thread::sleep_for(1s);
+      CHECK(started.load() == (reset ? 3 : 2));
+    }
+  }
+  REQUIRE_THROWS_WITH(
+      bastion::restart_strategy{}.backoff_reset(0ms), Catch::Contains("backoff_reset"));
+}
+
 TEST_CASE("the supervisor keeps handling events during a backoff", "[supervisor]") {
   timed_log log;
   bastion::system sys{test_config()};

@@ -600,10 +600,10 @@ int run_server(const options& o) {
         .restart(bastion::restart_strategy{}
                      .policy(bastion::restart_policy::always())
                      // A shard that fails over and over (a bad disk) is retried at most
-                     // every 10 ms. The backoff never resets (bastion counts restarts over
-                     // a child's life), so the cap also bounds the pause after many
-                     // DEBUG CRASH-SHARDs.
-                     .backoff(bastion::backoff::exponential(1ms, 2.0, 10ms)));
+                     // every 10 ms; one that ran for a second since its last start begins
+                     // again at 1 ms.
+                     .backoff(bastion::backoff::exponential(1ms, 2.0, 10ms))
+                     .backoff_reset(1s));
     s.children([&](bastion::children_builder& c) {
       c.name("shard")
           .redundancy(o.shards)

@@ -56,6 +56,13 @@ join_handle<void> spawn_body(bastion::runtime& rt, const group_state& g, child_s
   return rt.spawn(std::move(body));
 }
 
+/// Milliseconds on the steady clock, truncated to 32 bits (node::started_ms).
+std::uint32_t backoff_clock_ms() noexcept {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now().time_since_epoch());
+  return static_cast<std::uint32_t>(ms.count());
+}
+
 /// Sleeps `delay`, then posts `ev` to the supervisor (which keeps handling events meanwhile).
 task<> backoff_timer(
     std::weak_ptr<supervisor_core> sup,
@@ -251,6 +258,9 @@ private:
       return;
     }
     const bool restart = n->incarnation > 0;
+    if (s.restart.backoff_reset()) {
+      n->started_ms = backoff_clock_ms();
+    }
     static const failure none{};
     const failure& why = f != nullptr ? *f : none;
     auto* rt = s.sys->rt;
@@ -473,8 +483,16 @@ private:
       gave_up_ = true;
       co_return;
     }
-    const auto delay = s.restart.backoff().delay(n->restarts);
+    if (const auto reset = s.restart.backoff_reset()) {
+      // Ran long enough since its last start: the backoff starts over. (Unsigned arithmetic:
+      // right across the 32-bit wrap of the millisecond clock, for runs under 49 days.)
+      if (backoff_clock_ms() - n->started_ms >= static_cast<std::uint32_t>(reset->count())) {
+        n->backoff_step = 0;
+      }
+    }
+    const auto delay = s.restart.backoff().delay(n->backoff_step);
     n->restarts += 1;
+    n->backoff_step += 1;
 
     const auto strategy = s.strategy.load(std::memory_order_relaxed);
     std::vector<node_ref> set;
@@ -524,7 +542,7 @@ private:
   std::shared_ptr<supervisor_core> self_;
   std::uint64_t incarnation_;
   std::deque<clock::time_point> restart_times_;
-  std::uint64_t next_token_ = 0;
+  std::uint32_t next_token_ = 0;
   bool gave_up_ = false;
   std::set<const group_state*> armed_; ///< groups with a pending heartbeat timer
 };

@@ -180,10 +180,12 @@ public:
   std::atomic<bool> stopped{false};
   // Parent-supervisor-proc only:
   run_state state = run_state::idle;
-  std::uint32_t restarts = 0;
+  std::uint32_t restarts = 0; ///< restarts over its whole life (the restart policy's count)
   const std::uint64_t id;
-  std::uint64_t incarnation = 0;
-  std::uint64_t pending_token = 0;
+  std::uint32_t incarnation = 0;
+  std::uint32_t pending_token = 0;
+  std::uint32_t backoff_step = 0; ///< restarts since its backoff last started over
+  std::uint32_t started_ms = 0;   ///< when the incarnation started (backoff_clock_ms)
   join_handle<void> handle;
 
 protected:
@@ -364,7 +366,7 @@ struct sup_event final : control_node {
   std::uint64_t incarnation = 0;
   std::exception_ptr error;
   std::vector<node_ref> nodes;
-  std::uint64_t token = 0;
+  std::uint32_t token = 0;
   failure fail;
   std::shared_ptr<group_state> group;
   std::shared_ptr<supervisor_core> sup;

@@ -68,7 +68,8 @@ private:
 };
 
 /// The delay before a restart (Rust Bastion's ActorRestartStrategy). `restarts` is how many
-/// times the failed child was restarted before (0 for its first restart).
+/// times the failed child was restarted before (0 for its first restart), counted since its
+/// backoff last started over (restart_strategy::backoff_reset; by default over its whole life).
 /// Thread-safety: a plain value.
 class backoff {
 public:
@@ -124,6 +125,21 @@ public:
     backoff_ = b;
     return *this;
   }
+  /// Starts a child's backoff over once it has run for at least `d` (any duration) since its
+  /// last start: its next restart waits the first delay again, as after a first failure.
+  /// Without it (the default, as Rust Bastion) the backoff counts every restart of the
+  /// child's life, so a child that fails now and then ends up waiting the maximum delay.
+  /// The restart policy's count (tries(n)) is never reset. Throws std::invalid_argument
+  /// naming "backoff_reset" when d <= 0 or d is 24 days or more (kept in 32-bit ms).
+  template <class Rep, class Period>
+  restart_strategy& backoff_reset(std::chrono::duration<Rep, Period> d) {
+    if (d <= d.zero() || d >= std::chrono::hours{24 * 24}) {
+      throw std::invalid_argument(
+          "bastion::restart_strategy::backoff_reset: the duration must be > 0 and < 24 days");
+    }
+    backoff_reset_ = std::chrono::ceil<std::chrono::milliseconds>(d);
+    return *this;
+  }
   /// At most `max_restarts` restarts within `period` (any duration); one more escalates.
   /// Throws std::invalid_argument naming "period" when period <= 0.
   template <class Rep, class Period>
@@ -138,6 +154,10 @@ public:
 
   [[nodiscard]] const restart_policy& policy() const noexcept { return policy_; }
   [[nodiscard]] const bastion::backoff& backoff() const noexcept { return backoff_; }
+  /// The run time after which a child's backoff starts over, if set.
+  [[nodiscard]] std::optional<std::chrono::milliseconds> backoff_reset() const noexcept {
+    return backoff_reset_;
+  }
   /// The intensity limit, if one was set.
   [[nodiscard]] std::optional<std::size_t> max_restarts() const noexcept { return max_restarts_; }
   [[nodiscard]] std::chrono::steady_clock::duration period() const noexcept { return period_; }
@@ -146,6 +166,7 @@ private:
   restart_policy policy_ = restart_policy::always();
   bastion::backoff backoff_ = bastion::backoff::immediate();
   std::optional<std::size_t> max_restarts_;
+  std::optional<std::chrono::milliseconds> backoff_reset_;
   std::chrono::steady_clock::duration period_{std::chrono::seconds{5}};
 };
 
