@@ -6,9 +6,12 @@
 #include <bastion/io/tcp.hpp>
 #include <bastion/lightproc/errors.hpp>
 
+#include "io/reactor.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -149,4 +152,45 @@ TEST_CASE("a socket may outlive its runtime", "[io][reactor]") {
   kept->close(); // deregisters from the reactor the socket keeps alive
   CHECK_FALSE(kept->is_open());
   CHECK(open_fds() == fds);
+}
+
+TEST_CASE(
+    "a late reactor wake is not a timeout: the wait returns, its caller retries", "[io][reactor]") {
+  // The reactor bumps a socket's sequence, then takes the waiter's waker. A proc that saw the
+  // bump first (its syscall succeeded without waiting) may park again before that take: the
+  // take then wakes the new wait with no new edge. That wait must not report timed_out.
+  using bastion::detail::io_dir;
+  using bastion::detail::io_source;
+  using bastion::detail::readiness_operation;
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  auto* src = new io_source(sv[0]);
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  SECTION("without a deadline") {
+  }
+  SECTION("before its deadline") {
+    deadline = std::chrono::steady_clock::now() + 60s;
+  }
+  {
+    bastion::runtime rt{bastion::runtime_config{}.workers(1).pin_workers(false)};
+    std::atomic<int> phase{0};
+    auto waiter = [](io_source* s,
+                     std::optional<std::chrono::steady_clock::time_point> dl,
+                     std::atomic<int>& ph) -> task<int> {
+      ph = 1;
+      try {
+        co_await readiness_operation(s, io_dir::read, s->seq(io_dir::read), dl, "read");
+      } catch (const bastion::timed_out&) {
+        co_return 2;
+      }
+      co_return 1;
+    };
+    auto h = rt.spawn(waiter(src, deadline, phase));
+    REQUIRE(bastion::test::wait_until([&] { return phase.load() == 1; }, 10s));
+    std::this_thread::sleep_for(20ms);     // let it park
+    src->slot(io_dir::read).take().wake(); // the late take: no new edge
+    CHECK(std::move(h).join() == 1);
+  }
+  src->close();
+  ::close(sv[1]);
 }

@@ -315,6 +315,7 @@ bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept
     return true; // taken before suspending; this is the wake that was on its way
   }
   // Our waker was taken (by a sender, close() or a late sender of an earlier message).
+  bool published = false;
   try {
     if (auto m = try_recv()) {
       out = std::move(*m);
@@ -326,6 +327,7 @@ bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept
     // Nothing there: a late wake, or a sender still linking (it wakes us again). Park again,
     // with the same publish / fence / re-check as park().
     consumer_.publish(p);
+    published = true;
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (auto m = try_recv()) {
       out = std::move(*m);
@@ -337,9 +339,9 @@ bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept
     return false;
   } catch (...) {
     // try_recv only throws when waking blocked senders fails to allocate: resume, and let
-    // the body's recv report it.
-    (void)consumer_.retract();
-    return true;
+    // the body's recv report it; but never while a wake is in flight (it would reach the
+    // proc's next, unrelated wait): then stay parked, and that wake polls us again.
+    return !published || consumer_.retract();
   }
 }
 

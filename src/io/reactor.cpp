@@ -261,7 +261,10 @@ void readiness_operation::await_resume() {
         std::make_error_code(std::errc::bad_file_descriptor),
         std::string("bastion::io: ") + op_ + ": the socket was closed while it waited");
   }
-  if (!moved()) {
+  // Not moved: the deadline passed, or a late wake (a reactor thread that bumped the sequence
+  // for an edge this proc already consumed took the waker of this later wait). A late wake is
+  // not a timeout: return, and the caller's loop tries its syscall again and waits again.
+  if (!moved() && deadline_ && std::chrono::steady_clock::now() >= *deadline_) {
     throw timed_out();
   }
 }
