@@ -118,9 +118,6 @@ public:
         co_await yield_now();
       }
       control_node* cn = co_await s.control.next();
-      if (cn == nullptr) {
-        continue;
-      }
       if (cn->what == control_node::tag::exit) {
         auto slot = slot_ptr::adopt(static_cast<child_slot*>(cn));
         slot->exit_queued.exchange(false, std::memory_order_acq_rel);

@@ -61,27 +61,38 @@ bool control_queue::next_operation::await_suspend(std::coroutine_handle<> h) {
   q_.consumer_.publish(cur);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   n_ = q_.try_pop();
-  if (n_ != nullptr) {
-    parked_ = !q_.consumer_.retract(); // retracted: go on at once; else a wake is coming
-    return parked_;
-  }
   // Empty, or a pusher is between its two push steps: it links, fences and then takes the
-  // waker, so it wakes us (see the class comment). No spinning.
-  parked_ = true;
+  // waker, so it wakes us (see the class comment). No spinning. A node in hand with the waker
+  // taken: its wake is coming, so suspend until it does.
+  if (n_ != nullptr && q_.consumer_.retract()) {
+    return false;
+  }
+  ready = &has_node;
+  cur->set_resume_guard(this);
   return true;
 }
 
+bool control_queue::next_operation::has_node(resume_guard* g, proc_header* p) noexcept {
+  auto& op = *static_cast<next_operation*>(g);
+  if (op.n_ != nullptr) {
+    return true; // taken before suspending; this is the wake that was on its way
+  }
+  if ((op.n_ = op.q_.try_pop()) != nullptr) {
+    return true;
+  }
+  // A late wake, or a node not linked yet (its pusher wakes us): park again as above.
+  op.q_.consumer_.publish(p);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  op.n_ = op.q_.try_pop();
+  return op.n_ != nullptr && op.q_.consumer_.retract();
+}
+
 control_node* control_queue::next_operation::await_resume() noexcept {
-  if (parked_) {
-    parked_ = false;
+  if (parked()) {
+    ready = nullptr;
     (void)q_.consumer_.retract();
   }
-  if (n_ != nullptr) {
-    return n_;
-  }
-  // Woken by a pusher; its node can still be unreachable while an earlier pusher finishes
-  // linking: then null, and the caller awaits again (that pusher will wake it).
-  return q_.try_pop();
+  return n_;
 }
 
 // ---- child slots ----

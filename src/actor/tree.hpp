@@ -89,7 +89,9 @@ struct control_node : mpsc_node {
 ///              takes the consumer's waker; the consumer publishes its waker, fences, then pops.
 ///              Either the pop reaches the node, or the pusher (whose fence came later) finds
 ///              the waker. A pop that finds a node not yet linked by its pusher suspends: that
-///              pusher wakes it. So the consumer never spins.
+///              pusher wakes it. So the consumer never spins. A pusher whose node the consumer
+///              took without parking may take a later waker (a late wake): the awaiter's
+///              resume guard (detail::resume_guard) parks the consumer again then.
 ///   gate_    — closed bit (bit 31) plus the number of pushes in progress. A push enters with
 ///              fetch_add and fails when the bit is set; close() sets the bit, then waits until
 ///              the pushes in progress are done, so after close() no event is ever pushed
@@ -119,17 +121,16 @@ public:
     return (gate_.load(std::memory_order_acquire) & closed_bit) != 0;
   }
 
-  /// Awaiter of next(): the next node; parks the consumer proc while the queue is empty.
-  /// Yields null (rarely) when woken while a node was not linked yet: await again.
-  /// Immovable.
-  class [[nodiscard]] next_operation {
+  /// Awaiter of next(): the next node (never null); parks the consumer proc while the queue
+  /// is empty. Immovable.
+  class [[nodiscard]] next_operation : private resume_guard {
   public:
     explicit next_operation(control_queue& q) noexcept
         : q_(q) {}
     next_operation(const next_operation&) = delete;
     next_operation& operator=(const next_operation&) = delete;
     ~next_operation() {
-      if (parked_) {
+      if (parked()) {
         (void)q_.consumer_.retract();
       }
     }
@@ -141,9 +142,13 @@ public:
     control_node* await_resume() noexcept;
 
   private:
+    /// The guard's function doubles as the parked flag.
+    [[nodiscard]] bool parked() const noexcept { return ready != nullptr; }
+    /// The resume guard: true once a node is in hand; else parks `p` again.
+    static bool has_node(resume_guard* g, proc_header* p) noexcept;
+
     control_queue& q_;
     control_node* n_ = nullptr;
-    bool parked_ = false;
   };
   /// Awaits the next node. Only the consumer, on a bastion proc.
   next_operation next() noexcept { return next_operation{*this}; }
