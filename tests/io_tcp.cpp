@@ -119,6 +119,31 @@ bastion::runtime_config two_workers() {
   return bastion::runtime_config{}.workers(2).pin_workers(false);
 }
 
+/// A case's runtime with the descriptor counts its leak checks compare against: before the
+/// runtime existed (`before_runtime`, so its reactor's descriptors show) and with it (baseline).
+class checked_runtime {
+public:
+  explicit checked_runtime(
+      bastion::runtime_config cfg = two_workers(), std::size_t before_runtime = case_start_fds())
+      : before_runtime_(before_runtime)
+      , rt_(std::make_unique<bastion::runtime>(std::move(cfg)))
+      , baseline_(open_fds()) {}
+
+  bastion::runtime& rt() noexcept { return *rt_; }
+  /// The descriptor count with the runtime and none of the case's sockets.
+  [[nodiscard]] std::size_t baseline() const noexcept { return baseline_; }
+  /// Destroys the runtime; true once the count is back to where it was before it.
+  bool destroy_runtime() {
+    rt_.reset();
+    return runtime_closed_its_descriptors(before_runtime_);
+  }
+
+private:
+  std::size_t before_runtime_;
+  std::unique_ptr<bastion::runtime> rt_;
+  std::size_t baseline_;
+};
+
 /// `n` bytes of a position-dependent pattern (a byte out of place shows).
 std::string pattern(std::size_t n, std::uint32_t seed = 0) {
   std::string s(n, '\0');
@@ -716,10 +741,9 @@ std::optional<child_report> collect_child(pid_t pid, int report_fd, std::chrono:
 // ------------------------------------------------------------------- cases ----
 
 TEST_CASE("echo: many messages on several connections come back exactly", "[io][tcp][echo]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     constexpr int clients = 4;
     constexpr int messages = BASTION_TSAN ? 100 : 500;
@@ -741,15 +765,13 @@ TEST_CASE("echo: many messages on several connections come back exactly", "[io][
     REQUIRE(st.live.load() == 0);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("echo: 8 MB each way, with partial writes and back-pressure", "[io][tcp][echo]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     constexpr int clients = 2;
     constexpr std::size_t bytes = 8 * 1024 * 1024;
@@ -762,8 +784,7 @@ TEST_CASE("echo: 8 MB each way, with partial writes and back-pressure", "[io][tc
     REQUIRE(std::move(server).join() == clients * bytes);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("10,000 concurrent connections on loopback, all open at once", "[io][tcp][many]") {
@@ -786,9 +807,9 @@ TEST_CASE("10,000 concurrent connections on loopback, all open at once", "[io][t
     REQUIRE(::setrlimit(RLIMIT_NOFILE, &rl) == 0);
   }
 
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx{two_workers(), before_runtime};
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     conn_stats st;
     auto l = rt.run(listen_loopback(4096));
@@ -819,15 +840,13 @@ TEST_CASE("10,000 concurrent connections on loopback, all open at once", "[io][t
     REQUIRE(st.live.load() == 0);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("a peer that resets the connection mid-read: connection_reset", "[io][tcp][reset]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     auto l = rt.run(listen_loopback());
     std::atomic<int> phase{0};
@@ -857,15 +876,13 @@ TEST_CASE("a peer that resets the connection mid-read: connection_reset", "[io][
     REQUIRE((e == std::errc::broken_pipe || e == std::errc::connection_reset));
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("read_some with a limit times out, and the stream stays usable", "[io][tcp][timeout]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     auto l = rt.run(listen_loopback());
     auto peer = plain_socket::connect_to(l.local_port());
@@ -876,8 +893,7 @@ TEST_CASE("read_some with a limit times out, and the stream stays usable", "[io]
     REQUIRE(r.got == "still here");
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 // Known reactor bug (reported): the cancelled read's frame is destroyed after the caller's
@@ -892,11 +908,9 @@ TEST_CASE(
   // in its next read. One worker makes that order certain.
   for (const std::size_t n : {std::size_t{1}, std::size_t{2}}) {
     CAPTURE(n);
-    const auto before_runtime = open_fds();
-    auto rt_box =
-        std::make_unique<bastion::runtime>(bastion::runtime_config{}.workers(n).pin_workers(false));
-    auto& rt = *rt_box;
-    const auto baseline = open_fds();
+    checked_runtime fx{bastion::runtime_config{}.workers(n).pin_workers(false), open_fds()};
+    auto& rt = fx.rt();
+    const auto baseline = fx.baseline();
     {
       auto l = rt.run(listen_loopback());
       auto peer = plain_socket::connect_to(l.local_port());
@@ -905,16 +919,14 @@ TEST_CASE(
       REQUIRE(rt.spawn(timeout_combinator_rounds(&s, &peer, rounds)).join() == rounds);
     }
     REQUIRE(fds_back_to(baseline));
-    rt_box.reset();
-    REQUIRE(runtime_closed_its_descriptors(before_runtime));
+    REQUIRE(fx.destroy_runtime());
   }
 }
 
 TEST_CASE("accept and write_all with a limit time out", "[io][tcp][timeout]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     auto l = rt.run(listen_loopback());
     std::atomic<bool> first_done{false};
@@ -934,15 +946,13 @@ TEST_CASE("accept and write_all with a limit time out", "[io][tcp][timeout]") {
     REQUIRE(rt.spawn(write_with_limit_times_out(&s)).join());
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("connect with a limit times out and closes the half-open socket", "[io][tcp][timeout]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     // A listener whose accept queue is full drops further SYNs: a connect to it stays
     // half-open (SYN_SENT) until its limit.
@@ -975,8 +985,7 @@ TEST_CASE("connect with a limit times out and closes the half-open socket", "[io
     REQUIRE(r.waited < 10s);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 // Known tcp bug (reported): a socket is registered with epoll before connect(2); a fresh
@@ -987,10 +996,9 @@ TEST_CASE("connect with a limit times out and closes the half-open socket", "[io
 TEST_CASE(
     "a connect that times out never reports a socket still connecting as connected",
     "[io][tcp][timeout]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     auto l = rt.run(listen_loopback(1));
     auto queued = fill_accept_queue(l.local_port());
@@ -1007,15 +1015,13 @@ TEST_CASE(
     REQUIRE(claimed == 0);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("a connection refused: std::errc::connection_refused", "[io][tcp][errors]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   std::uint16_t port = 0;
   {
     auto l = rt.run(listen_loopback());
@@ -1026,15 +1032,13 @@ TEST_CASE("a connection refused: std::errc::connection_refused", "[io][tcp][erro
   REQUIRE(e == std::errc::connection_refused);
   REQUIRE(e.category() == std::generic_category());
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("bad arguments and closed sockets", "[io][tcp][errors]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   REQUIRE_THROWS_AS(rt.run(tcp_stream::connect("", 80)), std::invalid_argument);
   REQUIRE_THROWS_AS(rt.run(tcp_stream::connect("127.0.0.1", 0)), std::invalid_argument);
   REQUIRE_THROWS_AS(
@@ -1093,15 +1097,13 @@ TEST_CASE("bad arguments and closed sockets", "[io][tcp][errors]") {
   REQUIRE(rt.run(accept_error(&l)) == std::errc::bad_file_descriptor);
   peer.close();
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("cancelling a proc blocked in read_some closes its socket", "[io][tcp][cancel]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     auto l = rt.run(listen_loopback());
     auto peer = plain_socket::connect_to(l.local_port());
@@ -1141,16 +1143,14 @@ TEST_CASE("cancelling a proc blocked in read_some closes its socket", "[io][tcp]
     REQUIRE(std::move(acceptor).join() == std::errc::bad_file_descriptor);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE(
     "a slow reader holds the writer; every byte arrives in order", "[io][tcp][backpressure]") {
-  const auto before_runtime = case_start_fds();
-  auto rt_box = std::make_unique<bastion::runtime>(two_workers());
-  auto& rt = *rt_box;
-  const auto baseline = open_fds();
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
   {
     constexpr std::size_t bytes = std::size_t{64} * 1024 * 1024;
     auto l = rt.run(listen_loopback());
@@ -1204,8 +1204,7 @@ TEST_CASE(
     REQUIRE(mismatches == 0);
   }
   REQUIRE(fds_back_to(baseline));
-  rt_box.reset();
-  REQUIRE(runtime_closed_its_descriptors(before_runtime));
+  REQUIRE(fx.destroy_runtime());
 }
 
 TEST_CASE("the suite leaked no descriptor", "[io][tcp][leak]") {

@@ -31,6 +31,15 @@ namespace {
 
 using namespace bastion::test;
 
+/// The callbacks of supervisor "s" holding group "g", started and then stopped gracefully.
+const std::vector<std::string> start_then_stop{
+    "s.before_start",
+    "g.before_start",
+    "g.after_start",
+    "s.after_start",
+    "g.after_stop",
+    "s.after_stop"};
+
 /// Throws on the string "fail"; answers question<int> with its incarnation.
 bastion::task<> worker(bastion::context& ctx) {
   for (;;) {
@@ -107,14 +116,7 @@ TEST_CASE("supervisor callbacks: order through a start and a stop", "[supervisor
     sys.stop();
     sys.block_until_stopped();
   }
-  const std::vector<std::string> expected{
-      "s.before_start",
-      "g.before_start",
-      "g.after_start",
-      "s.after_start",
-      "g.after_stop",
-      "s.after_stop"};
-  REQUIRE(log.snapshot() == expected);
+  REQUIRE(log.snapshot() == start_then_stop);
   REQUIRE(seen_id == sup_id);
 }
 
@@ -261,14 +263,7 @@ TEST_CASE(
   const auto lines = sink->last_formatted();
   bastion::logger().sinks().pop_back();
   bastion::set_log_level("off");
-  const std::vector<std::string> expected{
-      "s.before_start",
-      "g.before_start",
-      "g.after_start",
-      "s.after_start",
-      "g.after_stop",
-      "s.after_stop"};
-  REQUIRE(log.snapshot() == expected);
+  REQUIRE(log.snapshot() == start_then_stop);
   REQUIRE(answer == 1);
   auto logged = [&](const std::string& part) {
     return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
