@@ -76,8 +76,7 @@ public:
 struct connection_seed {
   explicit connection_seed(bastion::io::tcp_stream s) noexcept
       : stream(std::move(s)) {}
-  bastion::io::tcp_stream stream;
-  std::atomic<bool> taken{false}; ///< the first incarnation takes the stream
+  bastion::io::tcp_stream stream; ///< moved out by the child's first incarnation
 };
 
 constexpr std::size_t initial_buffer = 16 * 1024;              ///< a connection's read buffer
@@ -438,10 +437,10 @@ bastion::task<> serve_connection(server_state& st_ref, bastion::io::tcp_stream s
 
 /// A connection child's body: serves its client's connection, then finishes (its group,
 /// done, leaves the tree). It is never restarted (the connections supervisor's policy is
-/// never), and the stream goes to the first incarnation only.
+/// never); were it restarted, the stream would be gone with the first incarnation.
 bastion::task<>
 connection_body(std::shared_ptr<server_state> st, std::shared_ptr<connection_seed> seed) {
-  if (!seed->taken.exchange(true, std::memory_order_acq_rel)) {
+  if (seed->stream.is_open()) {
     auto serving = serve_connection(*st, std::move(seed->stream));
     co_await std::move(serving);
   }
