@@ -8,6 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <exception>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -57,10 +60,97 @@ void leave_routes(const node_ref& n) noexcept {
   }
 }
 
+namespace {
+
+/// The body of an incarnation whose exec threw instead of returning a task: it fails at once
+/// with that exception (a failure like any other).
+task<> fail_with(std::exception_ptr e) {
+  std::rethrow_exception(std::move(e));
+  co_return;
+}
+
+} // namespace
+
+std::uint32_t backoff_clock_ms() noexcept {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now().time_since_epoch());
+  return static_cast<std::uint32_t>(ms.count());
+}
+
+join_handle<void>
+spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot, bool submit) {
+  task<> body;
+  try {
+    body = g.spec.exec(slot.ctx);
+    if (!body.valid()) {
+      throw std::invalid_argument("bastion: the children group's exec returned an empty task");
+    }
+  } catch (...) {
+    body = fail_with(std::current_exception());
+  }
+  if (submit) {
+    return rt.spawn(std::move(body));
+  }
+  auto* p = make_proc(std::move(body), proc_stack{}, true);
+  p->rt_ = rt.impl();
+  return join_handle<void>{p};
+}
+
+bool can_prestart(const group_state& g) noexcept {
+  const auto& spec = g.spec;
+  return !spec.before_start && !spec.after_start && spec.distributors.empty()
+         && spec.dispatchers.empty() && g.sys->rt != nullptr
+         && g.sys->accepting.load(std::memory_order_acquire);
+}
+
+void prestart_group(group_state& g) {
+  auto sup = g.sup.lock();
+  const bool stamp = sup && sup->restart.backoff_reset().has_value();
+  const std::uint32_t now = stamp ? backoff_clock_ms() : 0;
+  g.prestarted = true;
+  try {
+    for (auto* slot = g.first; slot != nullptr; slot = slot->next) {
+      slot->handle = spawn_body(*g.sys->rt, g, *slot, false);
+      slot->incarnation = 1;
+      slot->state = node::run_state::running;
+      slot->started_ms = now;
+    }
+  } catch (...) {
+    cancel_prestarted(g);
+    throw;
+  }
+}
+
+void submit_prestarted(group_state& g) noexcept {
+  auto* rt = g.sys->rt->impl();
+  for (auto* slot = g.first; slot != nullptr;) {
+    // Once queued, a member may run, end and be unlinked (even freed) by its supervisor
+    // before this loop goes on: read what is needed first. (Unlinking it writes only its
+    // neighbours' links back to it; `next` is not queued yet, so its own `next` holds.)
+    auto* const next = slot->next;
+    auto* const p = slot->handle.proc();
+    arm_exit(*slot); // only now: a proc cancelled before this point sends no exit note
+    submit(rt, p, true);
+    slot = next;
+  }
+  g.prestart_done.store(true, std::memory_order_release);
+}
+
+void cancel_prestarted(group_state& g) noexcept {
+  for (auto* slot = g.first; slot != nullptr; slot = slot->next) {
+    if (slot->handle.valid()) {
+      proc_header::cancel_queued(slot->handle.proc());
+      slot->handle.detach();
+      slot->state = node::run_state::idle;
+    }
+  }
+  g.prestarted = false;
+}
+
 /// Removes a group that is done (no members left, and nothing will add one: halted, or no
 /// resizer) from its supervisor's elements and from the name registry.
 void retire_group_if_done(supervisor_core& owner, group_state& g) noexcept {
-  if (!g.attached || g.count != 0 || (!g.halted && g.spec.resize)) {
+  if (!g.attached || (!g.halted && g.spec.resize) || !g.empty()) {
     return;
   }
   g.sys->unregister_group(g);
@@ -86,6 +176,9 @@ std::vector<node_ref> flatten(const supervisor_core& s) {
 void finalize_node(supervisor_core& owner, const node_ref& n, bool callbacks) noexcept {
   if (n->state == node::run_state::stopped) {
     return;
+  }
+  if (n.slot() && !claim_exit(*n.slot())) {
+    return; // it returned and settled its own exit: finalized already
   }
   const bool ran = n->incarnation > 0;
   n->state = node::run_state::stopped;

@@ -45,6 +45,38 @@ void leave_routes(const slot_ptr& slot, const group_state& g) noexcept;
 /// leave_routes for a child node; nothing for a supervisor.
 void leave_routes(const node_ref& n) noexcept;
 
+/// Milliseconds on the steady clock, truncated to 32 bits (node::started_ms).
+std::uint32_t backoff_clock_ms() noexcept;
+
+/// Builds the next incarnation of `slot`'s body: the group's exec over the slot's context, as
+/// a proc of its own (the context lives in the slot, so no wrapper frame is needed). An exec
+/// that throws or returns an empty task gives a body that fails at once with that error.
+/// `submit` false: the proc is made but not queued (prestart_group queues it later).
+/// Throws std::bad_alloc only.
+join_handle<void>
+spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot, bool submit);
+
+/// True when the creator of group `g` under a running system may start its members itself:
+/// nothing about a start needs the supervisor's proc (no start callbacks, no routes).
+[[nodiscard]] bool can_prestart(const group_state& g) noexcept;
+
+/// Starts the first incarnation of every member of the new group `g` on the creating thread
+/// (the members are running) without queueing the procs yet: the caller
+/// posts the add_group event, then calls submit_prestarted (or cancel_prestarted when the
+/// post fails), so no exit note can reach the supervisor before the group does. Creation
+/// then follows the creator (depth-first through its worker's LIFO slot) instead of the
+/// supervisor's queue (breadth-first), and the supervisor only attaches the group.
+/// On a throw (std::bad_alloc) the members built so far are cancelled again. O(members).
+void prestart_group(group_state& g);
+/// Arms the exits of the procs prestart_group built and queues them: on a worker of their runtime
+/// the last goes to its LIFO slot (Tokio's spawn path), the rest to its queue. Creator only.
+/// O(members).
+void submit_prestarted(group_state& g) noexcept;
+/// Completes the procs prestart_group built, never queued, as cancelled (their exits were
+/// not armed: no note is sent); the members are idle again. Creator only, before submit_prestarted.
+/// O(members).
+void cancel_prestarted(group_state& g) noexcept;
+
 /// Removes a group that is done (no members left, and nothing will add one: halted, or no
 /// resizer) from its supervisor's elements and from the name registry.
 void retire_group_if_done(supervisor_core& owner, group_state& g) noexcept;

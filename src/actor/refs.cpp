@@ -267,6 +267,8 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
   const auto n = spec.redundancy;
   auto g = std::make_shared<group_state>(id, std::move(p), std::move(spec), sup, sup->sys);
   auto& sink = *sup->sys->sink;
+  std::unique_ptr<sup_event> ev;
+  bool prestart = false;
   try {
     for (std::size_t i = 0; i < n; ++i) {
       g->link(new child_slot(next_node_id(), g, cfg, sink)); // the list adopts the reference
@@ -274,18 +276,31 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
     if (named) {
       sup->sys->register_group(*g);
     }
+    if (post) {
+      ev = std::make_unique<sup_event>(sup_event::type::add_group);
+      ev->group = g;
+      // A plain group under a running system: its creator starts the members (see
+      // prestart_group), the supervisor only attaches it.
+      prestart = can_prestart(*g);
+      if (prestart) {
+        prestart_group(*g);
+      }
+    }
   } catch (...) {
     g->close_unstarted(); // the members made so far refer to g: let them go
     sup->sys->unregister_group(*g);
     throw;
   }
   if (post) {
-    auto ev = std::make_unique<sup_event>(sup_event::type::add_group);
-    ev->group = g;
     if (!sup->post(std::move(ev))) {
       // The supervisor is gone for good: so is the group.
+      if (prestart) {
+        cancel_prestarted(*g);
+      }
       g->close_unstarted();
       sup->sys->unregister_group(*g);
+    } else if (prestart) {
+      submit_prestarted(*g);
     }
   } else {
     sup->attach(g);

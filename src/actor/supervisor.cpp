@@ -34,35 +34,6 @@ namespace detail {
 
 namespace {
 
-/// The body of an incarnation whose exec threw instead of returning a task: it fails at once
-/// with that exception (a failure like any other).
-task<> fail_with(std::exception_ptr e) {
-  std::rethrow_exception(std::move(e));
-  co_return;
-}
-
-/// Spawns the next incarnation of `slot`: the group's exec over the slot's context, as the
-/// proc's own body (the context lives in the slot, so no wrapper frame is needed).
-join_handle<void> spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot) {
-  task<> body;
-  try {
-    body = g.spec.exec(slot.ctx);
-    if (!body.valid()) {
-      throw std::invalid_argument("bastion: the children group's exec returned an empty task");
-    }
-  } catch (...) {
-    body = fail_with(std::current_exception());
-  }
-  return rt.spawn(std::move(body));
-}
-
-/// Milliseconds on the steady clock, truncated to 32 bits (node::started_ms).
-std::uint32_t backoff_clock_ms() noexcept {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now().time_since_epoch());
-  return static_cast<std::uint32_t>(ms.count());
-}
-
 /// Sleeps `delay`, then posts `ev` to the supervisor (which keeps handling events meanwhile).
 task<> backoff_timer(
     std::weak_ptr<supervisor_core> sup,
@@ -178,11 +149,14 @@ private:
       return true;
     case sup_event::type::add_group: {
       auto& g = ev.group;
+      g->wait_prestarted(); // from here on, the members' handles are ours
       s.attach(g);
-      // Only this proc changes the list, and starting a member does not (its end is handled
-      // later, here): walk it in place.
-      for (auto* slot = g->first; slot != nullptr; slot = slot->next) {
-        start_node(node_ref{slot_ptr{slot}}, nullptr);
+      if (!g->prestarted) {
+        // (A prestarted group's members are running already: their creator started them,
+        // see prestart_group.)
+        for (auto& slot : g->members()) {
+          start_node(node_ref{std::move(slot)}, nullptr);
+        }
       }
       arm_heartbeat(g);
       retire_group_if_done(s, *g);
@@ -191,6 +165,9 @@ private:
     case sup_event::type::add_supervisor:
       s.attach(ev.sup);
       start_node(node_ref{ev.sup}, nullptr);
+      return true;
+    case sup_event::type::retire_group:
+      retire_group_if_done(s, *ev.group);
       return true;
     case sup_event::type::set_strategy:
       s.strategy.store(ev.strategy, std::memory_order_relaxed);
@@ -275,7 +252,9 @@ private:
       n->incarnation += 1;
       n->state = node::run_state::running;
       slot->ctx.reset();
-      n->handle = spawn_body(*rt, g, *slot);
+      slot->exit_owner.store(
+          slot_header::exit_open, std::memory_order_relaxed); // published by the spawn
+      n->handle = spawn_body(*rt, g, *slot, true);
       arm_exit(*slot);
       join_routes(slot, g);
       if (restart) {
@@ -301,6 +280,9 @@ private:
   /// after_stop when `callbacks`), else down (to be restarted).
   task<> stop_node(node_ref n, bool permanent, bool callbacks) {
     if (n->state == node::run_state::running) {
+      if (n.slot() && !claim_exit(*n.slot())) {
+        co_return; // it returned and settled its own exit: it is gone already
+      }
       if (n.slot()) {
         n->handle.cancel();
       } else {
@@ -433,7 +415,7 @@ private:
   /// returned for on_failure. Stale notes (an incarnation this supervisor already ended, or
   /// one still running) are ignored. No allocation, no waiting.
   std::optional<failed_exit> settle_exit(slot_ptr slot) {
-    if (slot->state != node::run_state::running || !slot->handle.valid()
+    if (!claim_exit(*slot) || slot->state != node::run_state::running || !slot->handle.valid()
         || !slot->handle.is_finished()) {
       return std::nullopt;
     }
@@ -518,6 +500,11 @@ private:
         co_await stop_node(*it, false, true);
       }
     }
+    // A sibling that returned meanwhile and settled its own exit is gone: not restarted.
+    std::erase_if(set, [](const node_ref& x) {
+      return x.slot()
+             && x.slot()->exit_owner.load(std::memory_order_acquire) == slot_header::exit_self;
+    });
     if (delay.count() == 0) {
       for (auto& x : set) {
         start_node(x, &f);

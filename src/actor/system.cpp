@@ -98,6 +98,7 @@ void system::start() {
   root_->incarnation = 1;
   root_->state = detail::node::run_state::running;
   root_->handle = rt_->spawn(detail::run_supervisor(root_, 1, std::nullopt));
+  core_->accepting.store(true, std::memory_order_release);
   logger().info("bastion: system started ({} workers)", rt_->worker_count());
 }
 
@@ -108,6 +109,7 @@ void system::stop() {
       return;
     }
     core_->stop_requested = true;
+    core_->accepting.store(false, std::memory_order_release);
     if (!core_->started) {
       // Nothing ever ran: close everything on this thread (no proc touches the tree).
       lock.unlock();
@@ -132,6 +134,7 @@ void system::kill() {
       }
     } else {
       core_->stop_requested = true;
+      core_->accepting.store(false, std::memory_order_release);
       root_->post(std::make_unique<detail::sup_event>(detail::sup_event::type::kill));
       return;
     }

@@ -2,7 +2,10 @@
 // child slots (intrusive count, exit notes), groups' member lists, the name registry.
 #include "tree.hpp"
 
+#include <bastion/log.hpp>
+
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <iterator>
 #include <stdexcept>
@@ -100,8 +103,11 @@ control_node* control_queue::next_operation::await_resume() noexcept {
 namespace {
 
 /// Queues `s`'s exit note to its supervisor, consuming one reference on `s` (the queue keeps
-/// it while the note is in; otherwise it is dropped).
+/// it while the note is in; otherwise it is dropped). The supervisor settles this exit.
 void queue_exit(child_slot* s) noexcept {
+  auto open = slot_header::exit_open;
+  (void)s->exit_owner.compare_exchange_strong(
+      open, slot_header::exit_supervisor, std::memory_order_acq_rel);
   if (!s->exit_queued.exchange(true, std::memory_order_acq_rel)) {
     if (auto sup = s->group->sup.lock()) {
       sup->control.push_note(s); // the queue owns the reference now
@@ -112,12 +118,68 @@ void queue_exit(child_slot* s) noexcept {
   release_slot(s);
 }
 
+/// True when members of `g` that return normally settle their own exit (child_slot): the
+/// supervisor would have nothing to run for them (no after_stop, no routes to leave).
+bool settles_itself(const group_state& g) noexcept {
+  const auto& spec = g.spec;
+  return !spec.after_stop && spec.distributors.empty() && spec.dispatchers.empty();
+}
+
+/// The self-settled end of `s` (exit_owner is exit_self): what the supervisor's
+/// settle_exit and finalize_node do for a finished child, on the completing thread.
+/// Consumes one reference on `s` (the waker's).
+void settle_self(child_slot* s) noexcept {
+  auto& g = *s->group;
+  s->stopped.store(true, std::memory_order_release);
+  s->mb.close();
+  s->mb.drain_to_dead_letters();
+  s->ctx.reset();
+  s->handle.detach(); // the proc (and its frame) goes once its completion lets go
+  if (logger().should_log(spdlog::level::debug)) {
+    try {
+      logger().debug("bastion: {} finished", s->path());
+    } catch (...) {
+    }
+  }
+  slot_ptr list_ref = g.unlink(s);
+  if (list_ref && !g.spec.resize && g.empty()) {
+    // Left empty: its supervisor takes it out of its elements (and the name registry).
+    if (auto sup = g.sup.lock()) {
+      try {
+        auto ev = std::make_unique<sup_event>(sup_event::type::retire_group);
+        ev->group = g.shared_from_this();
+        (void)sup->post(std::move(ev)); // a closed queue: the supervisor's end settles it
+      } catch (...) {
+        // No memory: the empty group stays an element until its supervisor stops.
+      }
+    }
+  }
+  list_ref = {};
+  release_slot(s);
+}
+
 // The null checks cannot fire (a waker never holds null); they spare g++-12 a false
 // -Wstringop-overflow on the null path of the base-to-derived cast.
 void exit_wake(wake_target* t) noexcept {
-  if (auto* s = static_cast<child_slot*>(t); s != nullptr) {
-    queue_exit(s);
+  auto* s = static_cast<child_slot*>(t);
+  if (s == nullptr) {
+    return;
   }
+  if (settles_itself(*s->group)) {
+    auto open = slot_header::exit_open;
+    if (s->exit_owner.compare_exchange_strong(
+            open, slot_header::exit_busy, std::memory_order_acq_rel)) {
+      // Ours to decide: the supervisor waits (claim_exit) and touches nothing meanwhile.
+      const auto* p = s->handle.proc();
+      if ((p->load_state() & proc_header::closed) == 0 && !p->ended_by_exception()) {
+        s->exit_owner.store(slot_header::exit_self, std::memory_order_release);
+        settle_self(s);
+        return;
+      }
+      s->exit_owner.store(slot_header::exit_supervisor, std::memory_order_release);
+    }
+  }
+  queue_exit(s);
 }
 void exit_drop(wake_target* t) noexcept {
   if (auto* s = static_cast<child_slot*>(t); s != nullptr) {
@@ -129,6 +191,28 @@ void exit_drop(wake_target* t) noexcept {
 
 void retain_slot(child_slot* s) noexcept {
   s->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool claim_exit(child_slot& s) noexcept {
+  auto o = s.exit_owner.load(std::memory_order_acquire);
+  for (;;) {
+    switch (o) {
+    case slot_header::exit_supervisor:
+      return true;
+    case slot_header::exit_self:
+      return false;
+    case slot_header::exit_open:
+      if (s.exit_owner.compare_exchange_weak(
+              o, slot_header::exit_supervisor, std::memory_order_acq_rel)) {
+        return true;
+      }
+      break;
+    default: // busy: the completion decides within a few instructions
+      std::this_thread::yield();
+      o = s.exit_owner.load(std::memory_order_acquire);
+      break;
+    }
+  }
 }
 
 void release_slot(child_slot* s) noexcept {
@@ -226,6 +310,22 @@ slot_ptr group_state::unlink(child_slot* s) noexcept {
   return slot_ptr::adopt(s);
 }
 
+void group_state::wait_prestarted() const noexcept {
+  if (!prestarted) {
+    return;
+  }
+  // The creator posts the group before it queues the members (prestart_group) and may still
+  // be at it on another thread; it does not suspend in between, so this wait is short.
+  while (!prestart_done.load(std::memory_order_acquire)) {
+    std::this_thread::yield();
+  }
+}
+
+bool group_state::empty() const noexcept {
+  std::lock_guard lock(mu);
+  return count == 0;
+}
+
 std::vector<slot_ptr> group_state::members() const {
   std::vector<slot_ptr> out;
   std::lock_guard lock(mu);
@@ -237,6 +337,7 @@ std::vector<slot_ptr> group_state::members() const {
 }
 
 void group_state::close_unstarted() noexcept {
+  wait_prestarted();
   for (;;) {
     slot_ptr s;
     {
@@ -245,6 +346,22 @@ void group_state::close_unstarted() noexcept {
         return;
       }
       s = slot_ptr{first};
+    }
+    if (!claim_exit(*s)) {
+      // A prestarted member that returned and settled its own exit: it is leaving.
+      (void)unlink(s.get());
+      continue;
+    }
+    if (s->handle.valid()) {
+      // Its creator started it (prestart_group) but no supervisor took the group: end it
+      // first (cancelled and waited for; on a worker the wait keeps running other procs), so
+      // that nothing below races with a running body.
+      s->handle.cancel();
+      try {
+        std::move(s->handle).join();
+      } catch (...) {
+        // proc_cancelled, or the body's own failure: either way it is over.
+      }
     }
     s->state = node::run_state::stopped;
     s->stopped.store(true, std::memory_order_release);

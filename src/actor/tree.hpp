@@ -13,6 +13,7 @@
 #include <bastion/lightproc/join_handle.hpp>
 #include <bastion/lightproc/task.hpp>
 
+#include <bastion/detail/block_cache.hpp>
 #include <bastion/detail/mpsc_queue.hpp>
 #include <bastion/detail/proc.hpp>
 #include <bastion/detail/waker_slot.hpp>
@@ -49,6 +50,9 @@ public:
   bool started = false;
   bool stop_requested = false;
   bool stopped = false;
+  /// True from start() until stop() or kill() is asked (written under mu, read without it):
+  /// while it holds, a plain group's creator may start its members itself (prestart_group).
+  std::atomic<bool> accepting{false};
 
   /// The name registry (guarded by mu): for each name, the named groups registered under it,
   /// oldest first (an intrusive list through group_state::reg_prev/reg_next). A group is in it
@@ -204,7 +208,15 @@ struct slot_header : control_node {
       : control_node(tag::exit) {}
   std::atomic<bool> exit_queued{false};
   bool linked = false; ///< in the group's member list (guarded like child_slot::prev/next)
+  /// Who settles the end of the current incarnation (see child_slot): exit_open, then
+  /// exit_supervisor or (through exit_busy) exit_self.
+  std::atomic<std::uint8_t> exit_owner{0};
   std::atomic<std::uint32_t> refs{1};
+
+  static constexpr std::uint8_t exit_open = 0;       ///< undecided: the incarnation runs
+  static constexpr std::uint8_t exit_supervisor = 1; ///< the supervisor settles it
+  static constexpr std::uint8_t exit_busy = 2;       ///< the completion is deciding
+  static constexpr std::uint8_t exit_self = 3;       ///< the completion settled it: gone
 };
 
 /// A child actor's slot: stable across restarts, owning the mailbox and the context; one
@@ -217,8 +229,22 @@ struct slot_header : control_node {
 /// exit_queued is true while the exit note is in the control queue (set by the completion
 /// with an exchange, cleared by the supervisor with an exchange when it takes the note: the
 /// note says "look at this slot", so one queued note covers any number of completions).
-/// prev/next/linked link the group's member list: written under the group's mu, on the
-/// supervisor's proc (or the builder thread before the group is attached).
+/// prev/next/linked link the group's member list: written under the group's mu.
+///
+/// Self-settled exits (exit_owner): a member of a group with no after_stop callback and no
+/// routes whose body returns normally settles its own end on the thread that completed it,
+/// without its supervisor: it closes and drains its mailbox, frees its proc and leaves the
+/// group (the supervisor hears only when the group is left empty: retire_group). That takes
+/// the per-exit work (and the frees of memory other workers allocated) off the supervisor,
+/// which otherwise settles every end in one proc. Ownership of the end of an incarnation is
+/// decided once per incarnation through exit_owner: the completion CASes open -> busy,
+/// looks at its proc, then stores self (normal return) or supervisor (failure, cancel: the
+/// exit note goes to the supervisor as before). The supervisor claims the slot (claim_exit:
+/// open -> supervisor, waiting out busy) before it touches a running member's handle,
+/// mailbox or context; a slot it finds `self` is over and out of the group, and it leaves it
+/// alone. A self-settled slot's node fields (state, handle, incarnation) are then never
+/// written again by anyone but its completion, which only detaches the handle.
+/// start_node reopens exit_owner for each new incarnation.
 class child_slot final
     : public slot_header
     , public wake_target
@@ -229,6 +255,15 @@ public:
   child_slot(const child_slot&) = delete;
   child_slot& operator=(const child_slot&) = delete;
   ~child_slot();
+
+  /// Slots come from the per-thread block caches (detail/block_cache.hpp): one is made per
+  /// actor and often freed on another worker.
+  static void* operator new(std::size_t n) { return cached_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
+    ::operator delete(p, n, a);
+  }
 
   /// The slot's path (built on first use and kept; see address::path).
   const bastion::path& path() const;
@@ -249,13 +284,20 @@ struct element;
 /// the proc's end queues the slot's exit note to its supervisor. Supervisor proc only.
 void arm_exit(child_slot& s) noexcept;
 
+/// The supervisor's claim on the end of `s`'s current incarnation (see child_slot): true
+/// when the supervisor settles it (now or before), false when the slot settled its own exit
+/// (it is gone: leave it alone). Waits out a completion that is deciding (a few
+/// instructions). Supervisor proc, or whoever finalizes the subtree.
+bool claim_exit(child_slot& s) noexcept;
+
 /// A children group: its spec and its current members (children not stopped for good), in
 /// start order, as an intrusive list (O(1) removal).
 ///
 /// Concurrency design: the member list (first/last/count and each slot's prev/next/linked) is
-/// written only by the group's supervisor proc (or the builder thread before the group is
-/// attached), always under mu; readers on other threads (elems(), size(), find_group) take
-/// mu; the supervisor proc reads it without mu. halted/attached/pos: supervisor proc only.
+/// written under mu by the group's supervisor proc (or the builder thread before the group is
+/// attached) and by members that settle their own exit (child_slot); every reader takes mu,
+/// except the creator of a group before it queues the members' procs (prestart_group).
+/// halted/attached/pos: supervisor proc only.
 /// reg_prev/reg_next/registered: guarded by the system's mu.
 class group_state : public std::enable_shared_from_this<group_state> {
 public:
@@ -285,7 +327,13 @@ public:
   child_slot* last = nullptr;
   std::size_t count = 0;
 
-  bool halted = false;   ///< stopped as a whole (no more resizing)
+  bool halted = false; ///< stopped as a whole (no more resizing)
+  /// Its first members were started by its creator (prestart_group), not by its supervisor:
+  /// written by the creator before the add_group event is posted.
+  bool prestarted = false;
+  /// Set (release) once the creator of a prestarted group has queued every member
+  /// (submit_prestarted): close_unstarted waits for it before it touches the members.
+  std::atomic<bool> prestart_done{false};
   bool attached = false; ///< in its supervisor's elements, at `pos`
   std::list<element>::iterator pos;
 
@@ -307,10 +355,16 @@ public:
   /// Removes `s` from the member list (no effect when it is not in it) and returns the list's
   /// reference (null when it was not linked). Takes mu. O(1).
   slot_ptr unlink(child_slot* s) noexcept;
-  /// The members, in start order (supervisor proc, or under no concurrent writer). O(n).
+  /// For a prestarted group: waits until its creator has queued every member, so that the
+  /// members' handles are its supervisor's to use. Whoever took the add_group event.
+  void wait_prestarted() const noexcept;
+  /// True when no member is left. Takes mu. O(1).
+  [[nodiscard]] bool empty() const noexcept;
+  /// The members, in start order. Takes mu. O(n).
   [[nodiscard]] std::vector<slot_ptr> members() const;
-  /// Stops every member of a group that never ran (or whose supervisor is gone): closed,
-  /// drained, unlinked. No callbacks.
+  /// Stops every member of a group that its supervisor never took (or whose supervisor is
+  /// gone): closed, drained, unlinked. No callbacks. Members its creator already started
+  /// (prestarted) are cancelled and waited for first.
   void close_unstarted() noexcept;
 };
 
@@ -357,7 +411,8 @@ struct sup_event final : control_node {
     set_strategy,   ///< strategy
     stop,           ///< permanent: for good (true) or down, to be restarted (false)
     kill,
-    heartbeat, ///< group, incarnation: evaluate the group's resizer, re-arm
+    heartbeat,    ///< group, incarnation: evaluate the group's resizer, re-arm
+    retire_group, ///< group: its last member settled its own exit (child_slot)
   };
   explicit sup_event(type what) noexcept
       : control_node(tag::event)

@@ -337,11 +337,15 @@ void schedule(proc_header* p, bool is_yield) noexcept {
   rt->inject(p);
 }
 
-void submit(runtime_impl* rt, proc_header* p) noexcept {
+void submit(runtime_impl* rt, proc_header* p, bool lifo) noexcept {
   worker* w = current_worker();
   if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
     w->spawned_.inc();
-    w->push_back(p);
+    if (lifo) {
+      w->push_lifo(p);
+    } else {
+      w->push_back(p);
+    }
     return;
   }
   rt->spawned_outside_.fetch_add(1, std::memory_order_relaxed);

@@ -5,6 +5,7 @@
 #include <bastion/executor/sleep.hpp>
 #include <bastion/lightproc/errors.hpp>
 
+#include <bastion/detail/block_cache.hpp>
 #include <bastion/detail/deadline_race.hpp>
 #include <bastion/detail/mpsc_queue.hpp>
 #include <bastion/detail/proc.hpp>
@@ -215,6 +216,16 @@ struct envelope : mpsc_node {
   envelope(const envelope&) = delete;
   envelope& operator=(const envelope&) = delete;
   virtual ~envelope() = default;
+
+  /// Envelopes come from the per-thread block caches (detail/block_cache.hpp): one is made
+  /// per message on the sender's thread and freed on the receiver's. Over-aligned payloads
+  /// take the allocator's aligned path.
+  static void* operator new(std::size_t n) { return cached_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
+    ::operator delete(p, n, a);
+  }
   /// The stored object: a T for tell/ask, a std::shared_ptr<const T> for broadcast.
   [[nodiscard]] virtual void* data() noexcept = 0;
 

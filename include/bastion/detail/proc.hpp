@@ -127,9 +127,22 @@ public:
   proc_header(const proc_header&) = delete;
   proc_header& operator=(const proc_header&) = delete;
 
-  /// Procs live either on their own allocation or at the start of their frame's block
-  /// (make_proc); either way the pointer is the start of an ::operator new block.
-  static void operator delete(void* p) noexcept { ::operator delete(p); }
+  /// Procs live either on a block of their own (proc_prefix_size bytes) or at the start of
+  /// their frame's block (make_proc); either way the pointer is the start of a
+  /// cached_allocate block whose size word sits where a frame's would (frame_block_size).
+  static void* operator new(std::size_t n) {
+    static_assert(proc_prefix_size >= 2 * sizeof(std::uint64_t));
+    if (n > proc_prefix_size - 2 * sizeof(std::uint64_t)) {
+      throw std::bad_alloc(); // cannot happen: make_proc checks the size statically
+    }
+    auto* block = static_cast<std::byte*>(cached_allocate(proc_prefix_size));
+    frame_block_size(block + proc_prefix_size) = proc_prefix_size;
+    return block;
+  }
+  static void operator delete(void* p) noexcept {
+    auto* block = static_cast<std::byte*>(p);
+    cached_deallocate(block, static_cast<std::size_t>(frame_block_size(block + proc_prefix_size)));
+  }
 
   /// The proc's stack (pid, user state, callbacks). Only the proc's own body and callbacks
   /// may use it while it runs.
@@ -179,6 +192,9 @@ public:
   bool register_join_waiter(waker w) noexcept;
   /// Detaches the join handle: drops join_interest and the handle's reference.
   void drop_join_handle() noexcept;
+  /// True when the body ended by throwing (its exception is kept for the joiner).
+  /// @pre complete and not closed.
+  [[nodiscard]] bool ended_by_exception() const noexcept { return body_exception() != nullptr; }
   /// Marks that yield_now was awaited: the poller reschedules it at the back of a queue.
   void request_yield() noexcept { state_.fetch_or(notified, std::memory_order_relaxed); }
 
@@ -254,7 +270,7 @@ private:
 /// task.
 template <class T>
 proc_impl<T>* make_proc(task<T> body, proc_stack stack, bool with_handle) {
-  static_assert(sizeof(proc_impl<T>) <= proc_prefix_size - sizeof(std::uint64_t));
+  static_assert(sizeof(proc_impl<T>) <= proc_prefix_size - 2 * sizeof(std::uint64_t));
   static_assert(alignof(proc_impl<T>) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
   if (!body.valid()) {
     throw std::invalid_argument("bastion::spawn: the task is empty (moved-from)");

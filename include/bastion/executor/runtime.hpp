@@ -20,8 +20,10 @@ namespace bastion {
 
 namespace detail {
 /// Queues a freshly built proc on `rt`; a proc that cannot be queued (runtime shut down)
-/// is completed as rejected.
-void submit(runtime_impl* rt, proc_header* p) noexcept;
+/// is completed as rejected. `lifo`: from one of rt's workers, the proc takes that worker's
+/// LIFO slot (runs next; the slot's previous occupant moves to the queue's back), as Tokio
+/// does for spawns: a creator's newest child runs first, so trees grow depth-first.
+void submit(runtime_impl* rt, proc_header* p, bool lifo = false) noexcept;
 } // namespace detail
 
 /// A multi-threaded work-stealing executor.

@@ -1,6 +1,7 @@
 // bastion/lightproc/task.hpp: task<T>, the lazy coroutine type every bastion body is written in.
 #pragma once
 
+#include <bastion/detail/block_cache.hpp>
 #include <bastion/detail/promise.hpp>
 
 #include <coroutine>
@@ -29,6 +30,12 @@ inline constexpr std::uint64_t prefix_owned_by_proc = 0x62617374696F6E31ULL;
 inline std::uint64_t& frame_prefix_tag(void* frame) noexcept {
   return *reinterpret_cast<std::uint64_t*>(static_cast<std::byte*>(frame) - sizeof(std::uint64_t));
 }
+/// The size word (the 8 bytes before the tag): the whole block's size in bytes (prefix
+/// included), which cached_deallocate needs. A proc built in the prefix ends before it.
+inline std::uint64_t& frame_block_size(void* frame) noexcept {
+  return *reinterpret_cast<std::uint64_t*>(
+      static_cast<std::byte*>(frame) - 2 * sizeof(std::uint64_t));
+}
 
 /// The promise of task<T>: promise_base (continuation, symmetric final transfer) plus
 /// the result holder for T. Frames are allocated with proc_prefix_size bytes in front.
@@ -39,17 +46,22 @@ class task_promise final
 public:
   task<T> get_return_object() noexcept;
 
+  /// Frames come from the per-thread block caches (detail/block_cache.hpp).
   static void* operator new(std::size_t n) {
-    auto* block = static_cast<std::byte*>(::operator new(n + proc_prefix_size));
+    const std::size_t total = n + proc_prefix_size;
+    auto* block = static_cast<std::byte*>(cached_allocate(total));
     void* frame = block + proc_prefix_size;
     frame_prefix_tag(frame) = prefix_unused;
+    frame_block_size(frame) = total;
     return frame;
   }
   static void operator delete(void* frame) noexcept {
     if (frame_prefix_tag(frame) == prefix_owned_by_proc) {
       return; // the proc in the prefix frees the block when its last reference goes
     }
-    ::operator delete(static_cast<std::byte*>(frame) - proc_prefix_size);
+    cached_deallocate(
+        static_cast<std::byte*>(frame) - proc_prefix_size,
+        static_cast<std::size_t>(frame_block_size(frame)));
   }
 };
 
