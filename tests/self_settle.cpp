@@ -217,3 +217,38 @@ TEST_CASE(
     CHECK(t.handled.load() + sys.dead_letters().count() == t.sent.load());
   }
 }
+
+TEST_CASE(
+    "stress: a group found by name is stopped while its creator is still starting it",
+    "[self_settle][stress]") {
+  tally t;
+  std::atomic<bool> done{false};
+  std::atomic<int> stops{0};
+  bastion::system sys{test_config()};
+  sys.start();
+  // The stopper races find_group + stop against each creation below: a stop may reach the
+  // supervisor before the group itself (the registry publishes it before the post).
+  std::thread stopper([&] {
+    while (!done.load()) {
+      if (auto g = sys.find_group("raced")) {
+        g->stop();
+        stops.fetch_add(1);
+      }
+    }
+  });
+  for (int r = 0; r < 2000; ++r) {
+    auto g = sys.children([&](bastion::children_builder& c) {
+      c.name("raced").redundancy(4).exec([&](bastion::context& ctx) { return take_one(ctx, &t); });
+    });
+    for (const auto& m : g.elems()) {
+      t.sent.fetch_add(1);
+      (void)m.tell(r);
+    }
+  }
+  done = true;
+  stopper.join();
+  sys.stop();
+  REQUIRE(sys.block_until_stopped_for(120s));
+  CHECK(stops.load() > 0);
+  CHECK(t.handled.load() + sys.dead_letters().count() == t.sent.load());
+}

@@ -108,6 +108,7 @@ void prestart_group(group_state& g) {
   const bool stamp = sup && sup->restart.backoff_reset().has_value();
   const std::uint32_t now = stamp ? backoff_clock_ms() : 0;
   g.prestarted = true;
+  g.prestart_phase.store(1, std::memory_order_relaxed); // published with the group
   try {
     for (auto* slot = g.first; slot != nullptr; slot = slot->next) {
       slot->handle = spawn_body(*g.sys->rt, g, *slot, false);
@@ -133,7 +134,7 @@ void submit_prestarted(group_state& g) noexcept {
     submit(rt, p, true);
     slot = next;
   }
-  g.prestart_done.store(true, std::memory_order_release);
+  g.prestart_phase.store(2, std::memory_order_release);
 }
 
 void cancel_prestarted(group_state& g) noexcept {
@@ -144,7 +145,7 @@ void cancel_prestarted(group_state& g) noexcept {
       slot->state = node::run_state::idle;
     }
   }
-  g.prestarted = false;
+  g.prestart_phase.store(2, std::memory_order_release);
 }
 
 /// Removes a group that is done (no members left, and nothing will add one: halted, or no

@@ -273,18 +273,19 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
     for (std::size_t i = 0; i < n; ++i) {
       g->link(new child_slot(next_node_id(), g, cfg, sink)); // the list adopts the reference
     }
-    if (named) {
-      sup->sys->register_group(*g);
-    }
     if (post) {
       ev = std::make_unique<sup_event>(sup_event::type::add_group);
       ev->group = g;
       // A plain group under a running system: its creator starts the members (see
-      // prestart_group), the supervisor only attaches it.
+      // prestart_group), the supervisor only attaches it. (Before the registration, which
+      // publishes the group to find_group.)
       prestart = can_prestart(*g);
       if (prestart) {
         prestart_group(*g);
       }
+    }
+    if (named) {
+      sup->sys->register_group(*g);
     }
   } catch (...) {
     g->close_unstarted(); // the members made so far refer to g: let them go

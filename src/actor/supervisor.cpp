@@ -208,6 +208,7 @@ private:
       break;
     case sup_event::type::stop_group:
     case sup_event::type::kill_group: {
+      ev.group->wait_prestarted();
       ev.group->halted = true;
       std::vector<node_ref> all;
       for (auto& m : ev.group->members()) {
@@ -279,6 +280,9 @@ private:
   /// stop its subtree) and waits for it. `permanent`: stopped for good (mailbox closed,
   /// after_stop when `callbacks`), else down (to be restarted).
   task<> stop_node(node_ref n, bool permanent, bool callbacks) {
+    if (n.slot()) {
+      n.slot()->group->wait_prestarted(); // found by name before its creator queued it?
+    }
     if (n->state == node::run_state::running) {
       if (n.slot() && !claim_exit(*n.slot())) {
         co_return; // it returned and settled its own exit: it is gone already

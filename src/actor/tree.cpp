@@ -311,12 +311,9 @@ slot_ptr group_state::unlink(child_slot* s) noexcept {
 }
 
 void group_state::wait_prestarted() const noexcept {
-  if (!prestarted) {
-    return;
-  }
   // The creator posts the group before it queues the members (prestart_group) and may still
   // be at it on another thread; it does not suspend in between, so this wait is short.
-  while (!prestart_done.load(std::memory_order_acquire)) {
+  while (prestart_phase.load(std::memory_order_acquire) == 1) {
     std::this_thread::yield();
   }
 }

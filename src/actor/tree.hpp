@@ -331,9 +331,9 @@ public:
   /// Its first members were started by its creator (prestart_group), not by its supervisor:
   /// written by the creator before the add_group event is posted.
   bool prestarted = false;
-  /// Set (release) once the creator of a prestarted group has queued every member
-  /// (submit_prestarted): close_unstarted waits for it before it touches the members.
-  std::atomic<bool> prestart_done{false};
+  /// 1 while the creator of a prestarted group has not queued (or cancelled) every member
+  /// yet, then 2 (release); 0 for other groups. See wait_prestarted.
+  std::atomic<std::uint8_t> prestart_phase{0};
   bool attached = false; ///< in its supervisor's elements, at `pos`
   std::list<element>::iterator pos;
 
@@ -355,8 +355,10 @@ public:
   /// Removes `s` from the member list (no effect when it is not in it) and returns the list's
   /// reference (null when it was not linked). Takes mu. O(1).
   slot_ptr unlink(child_slot* s) noexcept;
-  /// For a prestarted group: waits until its creator has queued every member, so that the
-  /// members' handles are its supervisor's to use. Whoever took the add_group event.
+  /// For a prestarted group: waits until its creator has queued (or cancelled) every member,
+  /// so that the members' handles are its supervisor's to use. The supervisor calls it
+  /// before it touches a group's members (add_group, stop_group, stop_node), as does
+  /// close_unstarted: a ref found by name can ask for a stop before the group is posted.
   void wait_prestarted() const noexcept;
   /// True when no member is left. Takes mu. O(1).
   [[nodiscard]] bool empty() const noexcept;
