@@ -25,34 +25,37 @@ const bastion::path& path_of(const node& n) {
   return static_cast<const supervisor_core&>(n).path;
 }
 
+namespace {
+
+/// Joins (or leaves) every route of `g` with `slot`; a throwing route is logged.
+void update_routes(const slot_ptr& slot, const group_state& g, bool join) noexcept {
+  if (!g.has_routes()) {
+    return;
+  }
+  const address a{slot};
+  for (const auto& d : g.spec.distributors) {
+    guarded(join ? "distributor join" : "distributor leave", *slot, [&] {
+      join ? detail::distributor_join(d.state(), a) : detail::distributor_leave(d.state(), a);
+    });
+  }
+  for (const auto& d : g.spec.dispatchers) {
+    guarded(join ? "dispatcher on_register" : "dispatcher on_remove", *slot, [&] {
+      join ? detail::dispatcher_join(d.state(), child_ref{a})
+           : detail::dispatcher_leave(d.state(), child_ref{a});
+    });
+  }
+}
+
+} // namespace
+
 /// Routing membership (docs/routing.md): a child joins its group's distributors and
 /// dispatchers when an incarnation starts and leaves them when it ends (stop, fault, finish).
 /// Both are idempotent; called on the supervisor's proc (or while no proc runs the tree).
 void join_routes(const slot_ptr& slot, const group_state& g) noexcept {
-  if (g.spec.distributors.empty() && g.spec.dispatchers.empty()) {
-    return;
-  }
-  const address a{slot};
-  for (const auto& d : g.spec.distributors) {
-    guarded("distributor join", *slot, [&] { detail::distributor_join(d.state(), a); });
-  }
-  for (const auto& d : g.spec.dispatchers) {
-    guarded(
-        "dispatcher on_register", *slot, [&] { detail::dispatcher_join(d.state(), child_ref{a}); });
-  }
+  update_routes(slot, g, true);
 }
 void leave_routes(const slot_ptr& slot, const group_state& g) noexcept {
-  if (g.spec.distributors.empty() && g.spec.dispatchers.empty()) {
-    return;
-  }
-  const address a{slot};
-  for (const auto& d : g.spec.distributors) {
-    guarded("distributor leave", *slot, [&] { detail::distributor_leave(d.state(), a); });
-  }
-  for (const auto& d : g.spec.dispatchers) {
-    guarded(
-        "dispatcher on_remove", *slot, [&] { detail::dispatcher_leave(d.state(), child_ref{a}); });
-  }
+  update_routes(slot, g, false);
 }
 void leave_routes(const node_ref& n) noexcept {
   if (n.slot()) {
@@ -98,16 +101,13 @@ spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot, bool su
 
 bool can_prestart(const group_state& g) noexcept {
   const auto& spec = g.spec;
-  return !spec.before_start && !spec.after_start && spec.distributors.empty()
-         && spec.dispatchers.empty() && g.sys->rt != nullptr
+  return !spec.before_start && !spec.after_start && !g.has_routes() && g.sys->rt != nullptr
          && g.sys->accepting.load(std::memory_order_acquire);
 }
 
-void prestart_group(group_state& g) {
-  auto sup = g.sup.lock();
-  const bool stamp = sup && sup->restart.backoff_reset().has_value();
+void prestart_group(group_state& g, const supervisor_core& sup) {
+  const bool stamp = sup.restart.backoff_reset().has_value();
   const std::uint32_t now = stamp ? backoff_clock_ms() : 0;
-  g.prestarted = true;
   g.prestart_phase.store(1, std::memory_order_relaxed); // published with the group
   try {
     for (auto* slot = g.first; slot != nullptr; slot = slot->next) {

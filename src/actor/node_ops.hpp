@@ -60,17 +60,17 @@ spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot, bool su
 /// nothing about a start needs the supervisor's proc (no start callbacks, no routes).
 [[nodiscard]] bool can_prestart(const group_state& g) noexcept;
 
-/// Starts the first incarnation of every member of the new group `g` on the creating thread
-/// (the members are running) without queueing the procs yet: the caller
+/// Starts the first incarnation of every member of the new group `g` of `sup` on the
+/// creating thread (the members are running) without queueing the procs yet: the caller
 /// posts the add_group event, then calls submit_prestarted (or cancel_prestarted when the
 /// post fails), so no exit note can reach the supervisor before the group does. Creation
 /// then follows the creator (depth-first through its worker's LIFO slot) instead of the
 /// supervisor's queue (breadth-first), and the supervisor only attaches the group.
 /// On a throw (std::bad_alloc) the members built so far are cancelled again. O(members).
-void prestart_group(group_state& g);
-/// Arms the exits of the procs prestart_group built and queues them: on a worker of their runtime
-/// the last goes to its LIFO slot (Tokio's spawn path), the rest to its queue. Creator only.
-/// O(members).
+void prestart_group(group_state& g, const supervisor_core& sup);
+/// Arms the exits of the procs prestart_group built and queues them: on a worker of their
+/// runtime the last goes to its LIFO slot (Tokio's spawn path), the rest to its queue.
+/// Creator only. O(members).
 void submit_prestarted(group_state& g) noexcept;
 /// Completes the procs prestart_group built, never queued, as cancelled (their exits were
 /// not armed: no note is sent); the members are idle again. Creator only, before submit_prestarted.

@@ -281,7 +281,7 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
       // publishes the group to find_group.)
       prestart = can_prestart(*g);
       if (prestart) {
-        prestart_group(*g);
+        prestart_group(*g, *sup);
       }
     }
     if (named) {

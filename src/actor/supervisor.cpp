@@ -151,7 +151,7 @@ private:
       auto& g = ev.group;
       g->wait_prestarted(); // from here on, the members' handles are ours
       s.attach(g);
-      if (!g->prestarted) {
+      if (!g->prestarted()) {
         // (A prestarted group's members are running already: their creator started them,
         // see prestart_group.)
         for (auto& slot : g->members()) {

@@ -103,11 +103,9 @@ control_node* control_queue::next_operation::await_resume() noexcept {
 namespace {
 
 /// Queues `s`'s exit note to its supervisor, consuming one reference on `s` (the queue keeps
-/// it while the note is in; otherwise it is dropped). The supervisor settles this exit.
+/// it while the note is in; otherwise it is dropped). The supervisor settles this exit (its
+/// settle_exit claims it, if the completion did not hand it over already).
 void queue_exit(child_slot* s) noexcept {
-  auto open = slot_header::exit_open;
-  (void)s->exit_owner.compare_exchange_strong(
-      open, slot_header::exit_supervisor, std::memory_order_acq_rel);
   if (!s->exit_queued.exchange(true, std::memory_order_acq_rel)) {
     if (auto sup = s->group->sup.lock()) {
       sup->control.push_note(s); // the queue owns the reference now
@@ -121,8 +119,7 @@ void queue_exit(child_slot* s) noexcept {
 /// True when members of `g` that return normally settle their own exit (child_slot): the
 /// supervisor would have nothing to run for them (no after_stop, no routes to leave).
 bool settles_itself(const group_state& g) noexcept {
-  const auto& spec = g.spec;
-  return !spec.after_stop && spec.distributors.empty() && spec.dispatchers.empty();
+  return !g.spec.after_stop && !g.has_routes();
 }
 
 /// The self-settled end of `s` (exit_owner is exit_self): what the supervisor's
@@ -141,8 +138,9 @@ void settle_self(child_slot* s) noexcept {
     } catch (...) {
     }
   }
-  slot_ptr list_ref = g.unlink(s);
-  if (list_ref && !g.spec.resize && g.empty()) {
+  bool left_empty = false;
+  slot_ptr list_ref = g.unlink(s, &left_empty);
+  if (left_empty && !g.spec.resize) {
     // Left empty: its supervisor takes it out of its elements (and the name registry).
     if (auto sup = g.sup.lock()) {
       try {
@@ -296,9 +294,12 @@ void group_state::link(child_slot* s) noexcept {
   ++count;
 }
 
-slot_ptr group_state::unlink(child_slot* s) noexcept {
+slot_ptr group_state::unlink(child_slot* s, bool* left_empty) noexcept {
   std::lock_guard lock(mu);
   if (!s->linked) {
+    if (left_empty != nullptr) {
+      *left_empty = false;
+    }
     return {};
   }
   (s->prev != nullptr ? s->prev->next : first) = s->next;
@@ -307,6 +308,9 @@ slot_ptr group_state::unlink(child_slot* s) noexcept {
   s->next = nullptr;
   s->linked = false;
   --count;
+  if (left_empty != nullptr) {
+    *left_empty = count == 0;
+  }
   return slot_ptr::adopt(s);
 }
 

@@ -330,10 +330,15 @@ public:
   bool halted = false; ///< stopped as a whole (no more resizing)
   /// Its first members were started by its creator (prestart_group), not by its supervisor:
   /// written by the creator before the add_group event is posted.
-  bool prestarted = false;
-  /// 1 while the creator of a prestarted group has not queued (or cancelled) every member
-  /// yet, then 2 (release); 0 for other groups. See wait_prestarted.
+  /// 0 for a group its supervisor starts; 1 while the creator of a prestarted group has not
+  /// queued (or cancelled) every member yet, then 2 (release). Set to 1 before the group is
+  /// posted or registered. See wait_prestarted.
   std::atomic<std::uint8_t> prestart_phase{0};
+  /// Its creator started its members (prestart_group). Whoever took the add_group event
+  /// (after wait_prestarted), or the creator.
+  [[nodiscard]] bool prestarted() const noexcept {
+    return prestart_phase.load(std::memory_order_relaxed) != 0;
+  }
   bool attached = false; ///< in its supervisor's elements, at `pos`
   std::list<element>::iterator pos;
 
@@ -353,8 +358,14 @@ public:
   /// Appends `s` to the member list, adopting one reference. Takes mu. O(1).
   void link(child_slot* s) noexcept;
   /// Removes `s` from the member list (no effect when it is not in it) and returns the list's
-  /// reference (null when it was not linked). Takes mu. O(1).
-  slot_ptr unlink(child_slot* s) noexcept;
+  /// reference (null when it was not linked). `left_empty`, when given, tells whether this
+  /// removal left the list empty (read under the same lock). Takes mu. O(1).
+  slot_ptr unlink(child_slot* s, bool* left_empty = nullptr) noexcept;
+  /// True when the group routes messages (distributors or dispatchers): its members join
+  /// and leave them, which is the supervisor's work.
+  [[nodiscard]] bool has_routes() const noexcept {
+    return !spec.distributors.empty() || !spec.dispatchers.empty();
+  }
   /// For a prestarted group: waits until its creator has queued (or cancelled) every member,
   /// so that the members' handles are its supervisor's to use. The supervisor calls it
   /// before it touches a group's members (add_group, stop_group, stop_node), as does
