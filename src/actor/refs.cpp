@@ -265,7 +265,8 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
   const bool named = !spec.name.empty(); // an unnamed group's name is built on demand
   const auto cfg = spec.mailbox;
   const auto n = spec.redundancy;
-  auto g = std::make_shared<group_state>(id, std::move(p), std::move(spec), sup, sup->sys);
+  auto g = std::allocate_shared<group_state>(
+      cached_allocator<group_state>{}, id, std::move(p), std::move(spec), sup, sup->sys);
   auto& sink = *sup->sys->sink;
   std::unique_ptr<sup_event> ev;
   bool prestart = false;

@@ -279,6 +279,8 @@ private:
 };
 
 struct element;
+/// A supervisor's elements (see supervisor_core::elements): list nodes from the block caches.
+using element_list = std::list<element, cached_allocator<element>>;
 
 /// Registers `s` (running: its handle holds the new proc) as its proc's join waiter, so that
 /// the proc's end queues the slot's exit note to its supervisor. Supervisor proc only.
@@ -340,7 +342,7 @@ public:
     return prestart_phase.load(std::memory_order_relaxed) != 0;
   }
   bool attached = false; ///< in its supervisor's elements, at `pos`
-  std::list<element>::iterator pos;
+  element_list::iterator pos;
 
   bool registered = false;
   group_state* reg_prev = nullptr;
@@ -431,6 +433,10 @@ struct sup_event final : control_node {
       : control_node(tag::event)
       , t(what) {}
 
+  /// Events come from the per-thread block caches (two per group in skynet: add, retire).
+  static void* operator new(std::size_t n) { return cached_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
+
   type t;
   bool failed = false;
   bool permanent = true;
@@ -474,11 +480,11 @@ public:
   /// Groups and child supervisors, in start order; done ones are removed (O(1): a group
   /// keeps its position, a child supervisor `pos`). Builder thread, then this supervisor's
   /// proc only.
-  std::list<element> elements;
+  element_list elements;
   /// elements.size(), readable from any thread (relaxed; written where elements changes).
   std::atomic<std::size_t> element_count{0};
-  bool attached = false;            ///< in its parent's elements, at pos (parent's proc)
-  std::list<element>::iterator pos; ///< valid while attached
+  bool attached = false;      ///< in its parent's elements, at pos (parent's proc)
+  element_list::iterator pos; ///< valid while attached
 
   /// Appends a group (or a child supervisor) to elements and records its position.
   void attach(const std::shared_ptr<group_state>& g);

@@ -2,7 +2,9 @@
 #include <bastion/detail/block_cache.hpp>
 
 #include <cstdint>
+#include <mutex>
 #include <new>
+#include <utility>
 
 #if defined(__SANITIZE_ADDRESS__)
 #  define BASTION_BLOCK_CACHE 0
@@ -23,32 +25,123 @@ namespace {
 
 // Class k holds blocks of 16k + 8 bytes: the usable sizes of glibc's chunks (16-byte steps,
 // 8 bytes of chunk header), so a cached block costs exactly what a direct malloc would.
+// Class 0 (8 bytes) is not used: the smallest class is 24 bytes, room for the two links a
+// magazine's first block carries.
 constexpr std::size_t granule = 16;
 constexpr std::size_t classes = (block_cache_max + 7) / granule + 1;
-constexpr std::uint32_t per_class = 256;
+/// Blocks per magazine: a thread holds at most two magazines per class.
+constexpr std::uint32_t magazine_size = 128;
+/// Full magazines the depot keeps per class (beyond that they go back to the allocator):
+/// bounds what the depot holds to 64 * 128 blocks per class.
+constexpr std::uint32_t depot_limit = 64;
 
+/// A cached block: the link to the next block of its magazine and, in a magazine's first
+/// block while the magazine is in the depot, the link to the next full magazine.
 struct free_block {
   free_block* next;
+  free_block* next_magazine;
 };
 
-/// One thread's cache. Trivially destructible, so it stays usable during thread exit (a
-/// block freed by another thread_local's destructor just bypasses it once it is flushed).
+/// A magazine: a stack of up to magazine_size free blocks of one class.
+struct magazine {
+  free_block* head;
+  std::uint32_t count;
+
+  void push(void* p) noexcept {
+    auto* b = static_cast<free_block*>(p);
+    b->next = head;
+    head = b;
+    ++count;
+  }
+  void* pop() noexcept {
+    auto* b = head;
+    head = b->next;
+    --count;
+    return b;
+  }
+  void release() noexcept {
+    while (auto* b = head) {
+      head = b->next;
+      ::operator delete(b);
+    }
+    count = 0;
+  }
+};
+
+/// The shared depot of full magazines of one class (Bonwick and Adams, "Magazines and Vmem",
+/// USENIX 2001): threads exchange whole magazines, one lock per magazine_size blocks, so
+/// blocks freed on one worker are reused on another without the allocator's locks.
+struct depot {
+  std::mutex mu;
+  free_block* full = nullptr; ///< first blocks of the full magazines, through next_magazine
+  std::uint32_t count = 0;
+
+  /// Takes a full magazine; false when there is none.
+  bool take(magazine& m) noexcept {
+    std::lock_guard lock(mu);
+    if (full == nullptr) {
+      return false;
+    }
+    m.head = full;
+    m.count = magazine_size;
+    full = full->next_magazine;
+    --count;
+    return true;
+  }
+  /// Keeps full magazine `m` (leaving it empty), or gives its blocks back to the allocator
+  /// when the depot already holds depot_limit.
+  void give(magazine& m) noexcept {
+    {
+      std::lock_guard lock(mu);
+      if (count < depot_limit) {
+        m.head->next_magazine = full;
+        full = m.head;
+        ++count;
+        m = magazine{};
+        return;
+      }
+    }
+    m.release();
+  }
+};
+
+/// The depots, one per class; never destroyed (threads may free blocks during static
+/// destruction), so what they hold at exit stays reachable.
+depot* depots() noexcept {
+  alignas(depot) static unsigned char storage[sizeof(depot) * classes];
+  static depot* const d = [] {
+    auto* first = reinterpret_cast<depot*>(storage);
+    for (std::size_t k = 0; k < classes; ++k) {
+      new (first + k) depot();
+    }
+    return first;
+  }();
+  return d;
+}
+
+/// One thread's cache: two magazines per class (Bonwick's loaded and previous). Trivially
+/// destructible, so it stays usable during thread exit (a block freed by another
+/// thread_local's destructor just bypasses it once it is flushed).
 struct cache {
-  free_block* head[classes];
-  std::uint32_t count[classes];
+  magazine loaded[classes];
+  magazine previous[classes];
   bool registered; ///< the flusher below exists for this thread
   bool closed;     ///< flushed at thread exit: free straight to the allocator
 };
 
 thread_local cache tl_cache{};
 
+/// Hands the thread's magazines to the depots (full ones) or the allocator.
 void flush(cache& c) noexcept {
+  auto* d = depots();
   for (std::size_t k = 0; k < classes; ++k) {
-    while (auto* b = c.head[k]) {
-      c.head[k] = b->next;
-      ::operator delete(b);
+    for (auto* m : {&c.loaded[k], &c.previous[k]}) {
+      if (m->count == magazine_size) {
+        d[k].give(*m);
+      } else {
+        m->release();
+      }
     }
-    c.count[k] = 0;
   }
 }
 
@@ -72,7 +165,7 @@ void register_flusher(cache& c) noexcept {
 }
 
 std::size_t class_of(std::size_t n) noexcept {
-  return (n + 7) / granule;
+  return n <= 8 ? 1 : (n + 7) / granule;
 }
 std::size_t class_size(std::size_t k) noexcept {
   return granule * k + 8;
@@ -86,13 +179,21 @@ void* cached_allocate(std::size_t n) {
   }
   auto& c = tl_cache;
   const auto k = class_of(n);
-  if (auto* b = c.head[k]) {
-    c.head[k] = b->next;
-    --c.count[k];
-    return b;
+  auto& loaded = c.loaded[k];
+  if (loaded.count != 0) {
+    return loaded.pop();
   }
-  if (!c.registered && !c.closed) {
-    register_flusher(c); // the cache is flushed when this thread exits
+  if (c.previous[k].count != 0) {
+    std::swap(loaded, c.previous[k]);
+    return loaded.pop();
+  }
+  if (!c.closed) {
+    if (!c.registered) {
+      register_flusher(c); // the cache is flushed when this thread exits
+    }
+    if (depots()[k].take(loaded)) {
+      return loaded.pop();
+    }
   }
   return ::operator new(class_size(k));
 }
@@ -110,17 +211,26 @@ void cached_deallocate(void* p, std::size_t n) noexcept {
     register_flusher(c);
   }
   const auto k = class_of(n);
-  if (c.count[k] >= per_class) {
-    ::operator delete(p);
-    return;
+  auto& loaded = c.loaded[k];
+  if (loaded.count == magazine_size) {
+    auto& previous = c.previous[k];
+    if (previous.count == magazine_size) {
+      depots()[k].give(previous); // leaves it empty
+    }
+    std::swap(loaded, previous);
   }
-  auto* b = static_cast<free_block*>(p);
-  b->next = c.head[k];
-  c.head[k] = b;
-  ++c.count[k];
+  loaded.push(p);
+}
+
+bool block_caches_enabled() noexcept {
+  return true;
 }
 
 #else // the caches are off (AddressSanitizer): plain allocator calls
+
+bool block_caches_enabled() noexcept {
+  return false;
+}
 
 void* cached_allocate(std::size_t n) {
   return ::operator new(n);
