@@ -610,6 +610,9 @@ int main(int argc, char** argv) {
     if (const char* pin = std::getenv("BASTION_BENCH_PIN"); pin != nullptr && pin[0] == '0') {
       cfg.pin_workers(false); // for comparing: the peers' workers are not pinned
     }
+    if (const char* w = std::getenv("BASTION_BENCH_WORKERS"); w != nullptr && w[0] != '\0') {
+      cfg.workers(std::strtoull(w, nullptr, 10)); // for scaling runs: default one per CPU
+    }
     // An actor system (root supervisor, dead letters, group names) over the runtime; the
     // executor workloads use its runtime directly.
     bastion::system sys{bastion::config{}.runtime(cfg).log_level("off")};

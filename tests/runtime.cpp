@@ -261,6 +261,30 @@ task<void> join_chain(int depth, ping_pong_state* s, int increments) {
   s->rounds.fetch_add(1);
 }
 
+/// Waits for its event, then records its index.
+task<void> wake_recorder(event* ev, int index, std::mutex* mu, std::vector<int>* order) {
+  co_await ev->wait();
+  std::lock_guard lk(*mu);
+  order->push_back(index);
+}
+
+/// Spawns `n` recorders, lets them park, then wakes them in index order from this proc.
+task<void> wake_in_order(int n, std::mutex* mu, std::vector<int>* order) {
+  std::vector<std::unique_ptr<event>> evs;
+  std::vector<join_handle<void>> hs;
+  for (int i = 0; i < n; ++i) {
+    evs.push_back(std::make_unique<event>());
+    hs.push_back(bastion::spawn(wake_recorder(evs.back().get(), i, mu, order)));
+  }
+  co_await bastion::yield_now(); // behind the recorders in the queue: they park first
+  for (auto& ev : evs) {
+    ev->signal();
+  }
+  for (auto& h : hs) {
+    co_await std::move(h);
+  }
+}
+
 // ---- injector and stealing ----
 
 task<void>
@@ -468,6 +492,16 @@ TEST_CASE("a chain of join wakes cannot starve a proc queued behind it", "[runti
   const int seen = s.rounds_when_bystander_done.load();
   CAPTURE(seen);
   REQUIRE(seen < depth); // the bystander finished before the chain had unwound
+}
+
+TEST_CASE("procs woken by a running proc run newest first (the LIFO stack)", "[runtime][lifo]") {
+  // One worker: the five wakes go to its LIFO stack and are polled from the top, as a spawn
+  // tree is walked depth-first. (Tokio's one-task LIFO slot would give 4, 0, 1, 2, 3.)
+  bastion::runtime rt{workers(1)};
+  std::mutex mu;
+  std::vector<int> order;
+  rt.spawn(wake_in_order(5, &mu, &order)).join();
+  REQUIRE(order == std::vector<int>{4, 3, 2, 1, 0});
 }
 
 // -------------------------------------------------------------------------- injector ----

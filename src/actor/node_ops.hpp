@@ -64,12 +64,12 @@ spawn_body(bastion::runtime& rt, const group_state& g, child_slot& slot, bool su
 /// creating thread (the members are running) without queueing the procs yet: the caller
 /// posts the add_group event, then calls submit_prestarted (or cancel_prestarted when the
 /// post fails), so no exit note can reach the supervisor before the group does. Creation
-/// then follows the creator (depth-first through its worker's LIFO slot) instead of the
+/// then follows the creator (depth-first through its worker's LIFO stack) instead of the
 /// supervisor's queue (breadth-first), and the supervisor only attaches the group.
 /// On a throw (std::bad_alloc) the members built so far are cancelled again. O(members).
 void prestart_group(group_state& g, const supervisor_core& sup);
 /// Arms the exits of the procs prestart_group built and queues them: on a worker of their
-/// runtime the last goes to its LIFO slot (Tokio's spawn path), the rest to its queue.
+/// runtime they go on its LIFO stack, the last on top (docs/executor.md).
 /// Creator only. O(members).
 void submit_prestarted(group_state& g) noexcept;
 /// Completes the procs prestart_group built, never queued, as cancelled (their exits were

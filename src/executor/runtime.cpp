@@ -1,7 +1,7 @@
 // src/executor/runtime.cpp: the executor as a whole: start-up and placement, idle
 // coordination between workers, timers, shutdown, stats, and the public runtime class.
 //
-// The scheduling design follows Tokio's multi-threaded scheduler (local ring + LIFO slot +
+// The scheduling design follows Tokio's multi-threaded scheduler (local ring + LIFO stack +
 // injector checked every 61 ticks, steal half, at most half the workers searching, the last
 // searcher re-checks before parking) and the Go runtime (findrunnable / runqsteal).
 #include <bastion/executor/runtime.hpp>
@@ -250,7 +250,7 @@ void runtime_impl::shutdown() {
   for (;;) {
     std::size_t n = 0;
     for (auto& w : workers_) {
-      if (runnable* r = std::exchange(w->lifo_, nullptr)) {
+      while (runnable* r = w->pop_lifo()) {
         r->cancel();
         ++n;
       }

@@ -87,32 +87,45 @@ struct counter {
 
 class runtime_impl;
 
-/// One executor worker: its run queue, LIFO slot, parker and counters.
+/// One executor worker: its run queue, LIFO stack, parker and counters.
 /// All fields but `queue` (stealable), `park` and the counters are owner-only.
 class worker {
 public:
   worker(runtime_impl& rt, worker_placement place);
 
   void main_loop();
-  /// Next task for this worker (LIFO slot, local queue, injector, timers), or null.
+  /// Next task for this worker (LIFO stack, local queue, injector, timers), or null.
   runnable* next_local_task();
   /// Tries the other workers' queues, nearest first; null when nothing was stolen.
   runnable* steal_work();
   /// Polls `t` and the LIFO tasks it wakes (bounded).
   void run_task(runnable* t);
   void push_back(runnable* r);
+  /// Puts `r` on top of the LIFO stack; when the stack is full its oldest entry moves to the
+  /// local queue, where thieves can reach it.
   void push_lifo(runnable* r);
   /// Polls the reactor without blocking when no worker holds the driver role.
   void poll_io_now();
-  /// Moves the LIFO occupant to the local queue (so thieves can reach it).
+  /// Moves the LIFO stack, oldest first, to the local queue (so thieves can reach it).
   void flush_lifo();
+  /// Takes the top of the LIFO stack, or null when it is empty.
+  runnable* pop_lifo() noexcept;
   /// Polls one available task without parking; false when none was found.
   bool run_one_nested();
 
   runtime_impl& rt_;
   worker_placement place_;
   local_queue<256> queue_;
-  runnable* lifo_ = nullptr;
+  /// The LIFO stack: procs woken by the running proc and procs it spawned in a burst
+  /// (prestarted groups), newest on top; a ring of lifo_depth slots, owner-only and not
+  /// stealable (its oldest entry spills into queue_ when it is full). The newest work runs
+  /// first, while what its creator wrote is still in this core's cache, and a spawn tree is
+  /// walked depth-first (Cilk's work-first order) while thieves take the oldest, biggest
+  /// pieces from queue_. A depth of 1 is Tokio's LIFO slot.
+  static constexpr unsigned lifo_depth = 32;
+  runnable* lifo_[lifo_depth] = {};
+  unsigned lifo_bottom_ = 0; ///< ring index of the oldest entry
+  unsigned lifo_count_ = 0;
   unsigned lifo_streak_ = 0;
   parker park_;
   std::vector<std::size_t> victims_;
@@ -120,6 +133,7 @@ public:
   bool searching_ = false;
   unsigned congested_ = 0;
   std::uint64_t tick_ = 0;
+  std::uint64_t last_global_tick_ = 0; ///< tick_ when the injector last came first
   std::uint64_t pushes_ = 0;
   std::atomic<bool> pinned_{false};
   std::thread thread_;

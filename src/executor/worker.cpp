@@ -1,9 +1,10 @@
-// src/executor/worker.cpp: one executor worker: its loop (LIFO slot, local queue, injector,
+// src/executor/worker.cpp: one executor worker: its loop (LIFO stack, local queue, injector,
 // stealing, timers), parking, and the thread-locals naming the current worker and runtime.
 //
 // After Tokio's multi-threaded scheduler (local ring + LIFO slot + injector checked every 61
 // ticks, steal half, at most half the workers searching, the last searcher re-checks before
-// parking) and the Go runtime (findrunnable / runqsteal, spinning Ms).
+// parking) and the Go runtime (findrunnable / runqsteal, spinning Ms); the LIFO slot is
+// deepened into a small stack, for Cilk's work-first (depth-first) order of spawn trees.
 #include "runtime_impl.hpp"
 
 #include <algorithm>
@@ -19,9 +20,11 @@ thread_local runtime_impl* tl_runtime = nullptr;
 /// The injector is checked first every this many polls, so that a worker whose local queue
 /// never empties still serves tasks spawned from outside (Tokio uses 61).
 constexpr std::uint64_t global_queue_interval = 61;
-/// Consecutive polls from the LIFO slot before it yields to the queue (Tokio: 3), so a
-/// ping-pong pair of tasks waking each other cannot starve the rest.
-constexpr unsigned max_lifo_polls = 3;
+/// Consecutive polls from the LIFO stack before the queue (or the injector) gets one (Tokio
+/// polls its one-task LIFO slot at most 3 times in a row), so that tasks waking each other
+/// cannot starve the rest. Larger than Tokio's because the stack also carries spawn trees,
+/// which run fastest depth-first.
+constexpr unsigned max_lifo_polls = 16;
 /// After a steal attempt meets another thief on the victim, take from the injector
 /// instead of stealing for this many polls. This is the congestion trick of the reference
 /// (Rust bastion-executor's run queue: on a contended steal it falls back to the global
@@ -149,9 +152,22 @@ void worker::push_back(runnable* r) {
 }
 
 void worker::push_lifo(runnable* r) {
-  if (runnable* prev = std::exchange(lifo_, r)) {
-    push_back(prev);
+  if (lifo_count_ == lifo_depth) {
+    runnable* oldest = lifo_[lifo_bottom_];
+    lifo_bottom_ = (lifo_bottom_ + 1) % lifo_depth;
+    --lifo_count_;
+    push_back(oldest);
   }
+  lifo_[(lifo_bottom_ + lifo_count_) % lifo_depth] = r;
+  ++lifo_count_;
+}
+
+runnable* worker::pop_lifo() noexcept {
+  if (lifo_count_ == 0) {
+    return nullptr;
+  }
+  --lifo_count_;
+  return std::exchange(lifo_[(lifo_bottom_ + lifo_count_) % lifo_depth], nullptr);
 }
 
 void worker::poll_io_now() {
@@ -165,39 +181,40 @@ void worker::poll_io_now() {
 }
 
 void worker::flush_lifo() {
-  if (runnable* prev = std::exchange(lifo_, nullptr)) {
-    push_back(prev);
+  while (lifo_count_ != 0) {
+    runnable* oldest = std::exchange(lifo_[lifo_bottom_], nullptr);
+    lifo_bottom_ = (lifo_bottom_ + 1) % lifo_depth;
+    --lifo_count_;
+    push_back(oldest);
   }
 }
 
 runnable* worker::next_local_task() {
-  if (lifo_ != nullptr) {
-    if (lifo_streak_ < max_lifo_polls) {
-      ++lifo_streak_;
-      lifo_hits_.inc();
-      return std::exchange(lifo_, nullptr);
-    }
-    flush_lifo(); // fairness: the LIFO task waits its turn in the queue
-  }
-  lifo_streak_ = 0;
-  const bool injector_first = (tick_ % global_queue_interval == 0) || congested_ > 0;
-  if (congested_ > 0) {
-    --congested_;
-  }
-  if (tick_ % global_queue_interval == 0) {
+  // Every global_queue_interval polls the sources outside this worker come first (the
+  // injector, the timers and the sockets), however long the LIFO stack keeps being refilled.
+  if (tick_ - last_global_tick_ >= global_queue_interval) {
+    last_global_tick_ = tick_;
     if (rt_.reactor_->registered() > 0) {
       poll_io_now(); // sockets are served even while no worker parks
     }
     const auto ns = rt_.next_deadline_ns_.load(std::memory_order_relaxed);
     if (ns != INT64_MAX && to_ns(std::chrono::steady_clock::now()) >= ns) {
       timers_fired_.inc(rt_.fire_timers(std::chrono::steady_clock::now()));
-      if (lifo_ != nullptr) {
-        lifo_hits_.inc();
-        return std::exchange(lifo_, nullptr);
-      }
+    }
+    if (runnable* r = rt_.injector_.pop()) {
+      injector_pulls_.inc();
+      return r;
     }
   }
-  if (injector_first) {
+  if (lifo_count_ != 0 && lifo_streak_ < max_lifo_polls) {
+    ++lifo_streak_;
+    lifo_hits_.inc();
+    return pop_lifo();
+  }
+  // Fairness: the queue (or the injector) gets this poll; the stack waits for the next.
+  lifo_streak_ = 0;
+  if (congested_ > 0) {
+    --congested_;
     if (runnable* r = rt_.injector_.pop()) {
       injector_pulls_.inc();
       return r;
@@ -211,8 +228,13 @@ runnable* worker::next_local_task() {
       rt_.injector_, rt_.injector_.fair_share(rt_.workers_.size(), decltype(queue_)::capacity / 2));
   if (got.task != nullptr) {
     injector_pulls_.inc(got.pulled);
+    return got.task;
   }
-  return got.task;
+  if (runnable* r = pop_lifo()) { // nothing else waits: the stack's turn again
+    lifo_hits_.inc();
+    return r;
+  }
+  return nullptr;
 }
 
 runnable* worker::steal_work() {

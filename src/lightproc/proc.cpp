@@ -325,7 +325,7 @@ void schedule(proc_header* p, bool is_yield) noexcept {
   runtime_impl* rt = p->rt_;
   worker* w = current_worker();
   if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
-    // The LIFO slot is for a proc woken by the proc running now (message ping-pong
+    // The LIFO stack is for a proc woken by the proc running now (message ping-pong
     // locality). Wakes from the worker itself (timers) keep their order in the queue.
     if (is_yield || current_proc() == nullptr) {
       w->push_back(p);

@@ -288,7 +288,7 @@ proc_impl<T>* make_proc(task<T> body, proc_stack stack, bool with_handle) {
 /// suspension (a coroutine may resume on another thread).
 BASTION_NOINLINE proc_header* current_proc() noexcept;
 
-/// Makes `p` runnable: into the current worker's LIFO slot when `p` belongs to this
+/// Makes `p` runnable: onto the current worker's LIFO stack when `p` belongs to this
 /// worker's runtime (a wake), else into the injector, or to its inline driver.
 void schedule(proc_header* p, bool is_yield) noexcept;
 

@@ -20,9 +20,9 @@ namespace bastion {
 
 namespace detail {
 /// Queues a freshly built proc on `rt`; a proc that cannot be queued (runtime shut down)
-/// is completed as rejected. `lifo`: from one of rt's workers, the proc takes that worker's
-/// LIFO slot (runs next; the slot's previous occupant moves to the queue's back), as Tokio
-/// does for spawns: a creator's newest child runs first, so trees grow depth-first.
+/// is completed as rejected. `lifo`: from one of rt's workers, the proc goes on top of that
+/// worker's LIFO stack (runs next; when the stack is full its oldest entry moves to the
+/// queue's back): a creator's newest child runs first, so trees grow depth-first.
 void submit(runtime_impl* rt, proc_header* p, bool lifo = false) noexcept;
 } // namespace detail
 
@@ -30,12 +30,13 @@ void submit(runtime_impl* rt, proc_header* p, bool lifo = false) noexcept;
 ///
 /// Design (after Tokio's multi-threaded scheduler and the Go runtime): one worker thread per
 /// PU, pinned with hwloc; each worker owns a bounded lock-free run queue (256 slots) and a
-/// LIFO slot for the task it just woke; tasks spawned from outside go through a global
-/// injector, checked every 61 polls so it cannot starve; an idle worker steals half of a
-/// victim's queue, same-NUMA-node victims first; at most half the workers search at once,
-/// and the rest park on a condition variable (an idle runtime uses no CPU). Timers live in
-/// a heap serviced by the workers themselves: one parked worker sleeps until the earliest
-/// deadline. Blocking calls (spawn_blocking) run on a separate adaptive pool.
+/// small LIFO stack for the tasks it just woke (polled first, at most 16 times in a row;
+/// depth-first for spawn trees, after Cilk's work-first order); tasks spawned from outside
+/// go through a global injector, checked every 61 polls so it cannot starve; an idle worker
+/// steals half of a victim's queue, same-NUMA-node victims first; at most half the workers
+/// search at once, and the rest park on a condition variable (an idle runtime uses no CPU).
+/// Timers live in a heap serviced by the workers themselves: one parked worker sleeps until
+/// the earliest deadline. Blocking calls (spawn_blocking) run on a separate adaptive pool.
 ///
 /// Thread-safety: every member is safe from any thread. Destruction shuts down (see
 /// shutdown()) and joins the workers; it must not run on one of this runtime's workers.

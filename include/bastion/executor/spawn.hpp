@@ -55,7 +55,7 @@ public:
 };
 
 /// Gives other tasks a turn: `co_await bastion::yield_now();` puts the awaiting proc at the
-/// back of its worker's queue (not in the LIFO slot). Resumes on whichever worker polls it
+/// back of its worker's queue (not on its LIFO stack). Resumes on whichever worker polls it
 /// next. Throws std::logic_error outside a bastion proc.
 [[nodiscard]] inline yield_operation yield_now() noexcept {
   return {};

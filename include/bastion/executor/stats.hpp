@@ -16,7 +16,7 @@ struct worker_stats {
   unsigned numa_node = 0;            ///< its NUMA node (logical index)
   bool pinned = false;               ///< whether pinning succeeded
   std::uint64_t polls = 0;           ///< tasks polled
-  std::uint64_t lifo_hits = 0;       ///< polls taken from the LIFO slot
+  std::uint64_t lifo_hits = 0;       ///< polls taken from the LIFO stack
   std::uint64_t steals = 0;          ///< successful steal operations
   std::uint64_t stolen_tasks = 0;    ///< tasks taken by those steals
   std::uint64_t steal_contended = 0; ///< steal attempts that met another stealer
