@@ -271,8 +271,11 @@ add_group(const std::shared_ptr<supervisor_core>& sup, children_spec&& spec, boo
   std::unique_ptr<sup_event> ev;
   bool prestart = false;
   try {
-    for (std::size_t i = 0; i < n; ++i) {
-      g->link(new child_slot(next_node_id(), g, cfg, sink)); // the list adopts the reference
+    {
+      std::lock_guard lock(g->mu); // uncontended (nobody else knows g yet): taken once
+      for (std::size_t i = 0; i < n; ++i) {
+        g->link_locked(new child_slot(next_node_id(), g, cfg, sink)); // adopts the reference
+      }
     }
     if (post) {
       ev = std::make_unique<sup_event>(sup_event::type::add_group);

@@ -15,8 +15,17 @@
 namespace bastion::detail {
 
 std::uint64_t next_node_id() noexcept {
-  static std::atomic<std::uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
+  // Each thread takes ids in blocks, so that creating actors on several workers does not
+  // bounce one counter's cache line between them (one shared increment per id_block ids).
+  constexpr std::uint64_t id_block = 256;
+  static std::atomic<std::uint64_t> next_block{1};
+  thread_local std::uint64_t next = 0;
+  thread_local std::uint64_t end = 0;
+  if (next == end) {
+    next = next_block.fetch_add(id_block, std::memory_order_relaxed);
+    end = next + id_block;
+  }
+  return next++;
 }
 
 dead_letters& control_sink() noexcept {
@@ -282,6 +291,10 @@ const std::string& group_state::name() const {
 
 void group_state::link(child_slot* s) noexcept {
   std::lock_guard lock(mu);
+  link_locked(s);
+}
+
+void group_state::link_locked(child_slot* s) noexcept {
   s->prev = last;
   s->next = nullptr;
   if (last != nullptr) {

@@ -33,7 +33,8 @@
 
 namespace bastion::detail {
 
-/// A fresh process-unique id for a supervisor, group or child.
+/// A fresh process-unique id (never 0) for a supervisor, group or child. Ids are unique,
+/// not ordered: each thread takes them in blocks of 256. Thread-safe, O(1), lock-free.
 std::uint64_t next_node_id() noexcept;
 
 /// What every element of one system shares. Outlives the system object while refs exist.
@@ -359,6 +360,8 @@ public:
 
   /// Appends `s` to the member list, adopting one reference. Takes mu. O(1).
   void link(child_slot* s) noexcept;
+  /// link() for a caller that holds mu. O(1).
+  void link_locked(child_slot* s) noexcept;
   /// Removes `s` from the member list (no effect when it is not in it) and returns the list's
   /// reference (null when it was not linked). `left_empty`, when given, tells whether this
   /// removal left the list empty (read under the same lock). Takes mu. O(1).
