@@ -15,17 +15,7 @@
 namespace bastion::detail {
 
 std::uint64_t next_node_id() noexcept {
-  // Each thread takes ids in blocks, so that creating actors on several workers does not
-  // bounce one counter's cache line between them (one shared increment per id_block ids).
-  constexpr std::uint64_t id_block = 256;
-  static std::atomic<std::uint64_t> next_block{1};
-  thread_local std::uint64_t next = 0;
-  thread_local std::uint64_t end = 0;
-  if (next == end) {
-    next = next_block.fetch_add(id_block, std::memory_order_relaxed);
-    end = next + id_block;
-  }
-  return next++;
+  return next_unique_id<node, 256>();
 }
 
 dead_letters& control_sink() noexcept {

@@ -16,6 +16,7 @@
 #include <bastion/detail/block_cache.hpp>
 #include <bastion/detail/mpsc_queue.hpp>
 #include <bastion/detail/proc.hpp>
+#include <bastion/detail/unique_id.hpp>
 #include <bastion/detail/waker_slot.hpp>
 
 #include <atomic>

@@ -2,6 +2,8 @@
 // lifecycle callbacks that travel with every lightproc.
 #pragma once
 
+#include <bastion/detail/unique_id.hpp>
+
 #include <any>
 #include <atomic>
 #include <cstdint>
@@ -117,16 +119,7 @@ public:
 
   /// Assigns a fresh pid. Called once by spawn. Safe from any thread: each thread takes
   /// blocks of 1024 pids from a shared counter, so spawning touches no shared cache line.
-  void assign_pid() noexcept {
-    static std::atomic<std::uint64_t> next_block{1};
-    thread_local std::uint64_t next = 0;
-    thread_local std::uint64_t end = 0;
-    if (next == end) {
-      next = next_block.fetch_add(pid_block, std::memory_order_relaxed);
-      end = next + pid_block;
-    }
-    pid_ = next++;
-  }
+  void assign_pid() noexcept { pid_ = detail::next_unique_id<proc_stack, pid_block>(); }
 
 private:
   static constexpr std::uint64_t pid_block = 1024;
