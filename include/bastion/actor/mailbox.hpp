@@ -128,7 +128,9 @@ public:
 
   /// Awaiter of recv(): takes a ready message at once; else parks the consumer proc (no
   /// allocation) until a sender or close() wakes it. Immovable. Destroying it while parked
-  /// (the proc was cancelled) takes the parking back.
+  /// (the proc was cancelled) takes the parking back; a message it had already taken for
+  /// the proc (woken, then cancelled before it resumed) goes to dead letters (stopped_target),
+  /// so it is not lost.
   class [[nodiscard]] recv_operation : private detail::resume_guard {
   public:
     explicit recv_operation(mailbox& mb) noexcept
@@ -138,6 +140,9 @@ public:
     ~recv_operation() {
       if (parked()) {
         mb_.unpark();
+      }
+      if (m_) {
+        mb_.sink().record(std::move(m_), dead_letter_reason::stopped_target);
       }
     }
     bool await_ready() { return mb_.recv_ready(m_); }
