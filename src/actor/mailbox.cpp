@@ -289,18 +289,7 @@ bool mailbox::park(std::coroutine_handle<> h, message& out, detail::resume_guard
     throw std::logic_error("bastion::mailbox::recv: awaited outside a bastion proc");
   }
   cur->set_resume_point(h);
-  consumer_.publish(cur);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  // Re-check by taking: a sender links its message, fences, then takes the waker, so either
-  // this reaches the message or that sender wakes us. A message admitted but not linked yet
-  // is not waited for here: its sender wakes us.
-  bool suspend = true;
-  if (auto m = try_recv()) {
-    out = std::move(*m);
-    suspend = !consumer_.retract(); // retracted: go on at once; else a wake is on its way
-  } else if (closed_.load(std::memory_order_seq_cst)) {
-    suspend = !consumer_.retract();
-  }
+  const bool suspend = publish_and_recheck(cur, out);
   if (suspend) {
     // A sender whose message this actor took without parking may still take the waker just
     // published (it takes after it links): that wake finds nothing, and the guard parks the
@@ -310,12 +299,30 @@ bool mailbox::park(std::coroutine_handle<> h, message& out, detail::resume_guard
   return suspend;
 }
 
+bool mailbox::publish_and_recheck(detail::proc_header* p, message& out) {
+  consumer_.publish(p);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Re-check by taking: a sender links its message, fences, then takes the waker, so either
+  // this reaches the message or that sender wakes us. A message admitted but not linked yet
+  // is not waited for here: its sender wakes us.
+  if (auto m = try_recv()) {
+    out = std::move(*m);
+    return !consumer_.retract(); // retracted: go on at once; else a wake is on its way
+  }
+  if (closed_.load(std::memory_order_seq_cst)) {
+    return !consumer_.retract();
+  }
+  return true;
+}
+
 bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept {
   if (out) {
     return true; // taken before suspending; this is the wake that was on its way
   }
   // Our waker was taken (by a sender, close() or a late sender of an earlier message).
-  bool published = false;
+  // try_recv only throws when waking blocked senders fails to allocate: then resume, and let
+  // the body's recv report it; but never while a wake is in flight (it would reach the proc's
+  // next, unrelated wait): then stay parked, and that wake polls us again.
   try {
     if (auto m = try_recv()) {
       out = std::move(*m);
@@ -324,24 +331,14 @@ bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept
     if (closed_.load(std::memory_order_seq_cst)) {
       return true;
     }
-    // Nothing there: a late wake, or a sender still linking (it wakes us again). Park again,
-    // with the same publish / fence / re-check as park().
-    consumer_.publish(p);
-    published = true;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (auto m = try_recv()) {
-      out = std::move(*m);
-      return consumer_.retract(); // not retracted: a wake is coming, and it resumes us
-    }
-    if (closed_.load(std::memory_order_seq_cst)) {
-      return consumer_.retract();
-    }
-    return false;
   } catch (...) {
-    // try_recv only throws when waking blocked senders fails to allocate: resume, and let
-    // the body's recv report it; but never while a wake is in flight (it would reach the
-    // proc's next, unrelated wait): then stay parked, and that wake polls us again.
-    return !published || consumer_.retract();
+    return true; // nothing published: no wake in flight
+  }
+  // Nothing there: a late wake, or a sender still linking (it wakes us again). Park again.
+  try {
+    return !publish_and_recheck(p, out);
+  } catch (...) {
+    return consumer_.retract();
   }
 }
 

@@ -60,13 +60,7 @@ bool control_queue::next_operation::await_suspend(std::coroutine_handle<> h) {
     throw std::logic_error("bastion: a supervisor's control queue awaited outside a proc");
   }
   cur->set_resume_point(h);
-  q_.consumer_.publish(cur);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  n_ = q_.try_pop();
-  // Empty, or a pusher is between its two push steps: it links, fences and then takes the
-  // waker, so it wakes us (see the class comment). No spinning. A node in hand with the waker
-  // taken: its wake is coming, so suspend until it does.
-  if (n_ != nullptr && q_.consumer_.retract()) {
+  if (!park(cur)) {
     return false;
   }
   ready = &has_node;
@@ -82,11 +76,18 @@ bool control_queue::next_operation::has_node(resume_guard* g, proc_header* p) no
   if ((op.n_ = op.q_.try_pop()) != nullptr) {
     return true;
   }
-  // A late wake, or a node not linked yet (its pusher wakes us): park again as above.
-  op.q_.consumer_.publish(p);
+  // A late wake, or a node not linked yet (its pusher wakes us): park again.
+  return !op.park(p);
+}
+
+bool control_queue::next_operation::park(proc_header* p) noexcept {
+  q_.consumer_.publish(p);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  op.n_ = op.q_.try_pop();
-  return op.n_ != nullptr && op.q_.consumer_.retract();
+  n_ = q_.try_pop();
+  // Empty, or a pusher is between its two push steps: it links, fences and then takes the
+  // waker, so it wakes us (see the class comment). No spinning. A node in hand with the waker
+  // taken: its wake is coming, so stay parked until it does.
+  return n_ == nullptr || !q_.consumer_.retract();
 }
 
 control_node* control_queue::next_operation::await_resume() noexcept {

@@ -152,6 +152,10 @@ public:
     [[nodiscard]] bool parked() const noexcept { return ready != nullptr; }
     /// The resume guard: true once a node is in hand; else parks `p` again.
     static bool has_node(resume_guard* g, proc_header* p) noexcept;
+    /// Publishes `p` as the consumer, fences, then pops: true when `p` stays parked (nothing
+    /// there, or a node in hand whose pusher's wake is on its way), false with a node in hand
+    /// and the waker taken back.
+    bool park(proc_header* p) noexcept;
 
     control_queue& q_;
     control_node* n_ = nullptr;

@@ -110,6 +110,8 @@ public:
   void flush_lifo();
   /// Takes the top of the LIFO stack, or null when it is empty.
   runnable* pop_lifo() noexcept;
+  /// Takes the bottom (oldest entry) of the LIFO stack. @pre not empty.
+  runnable* take_oldest_lifo() noexcept;
   /// Polls one available task without parking; false when none was found.
   bool run_one_nested();
 

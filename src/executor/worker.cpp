@@ -153,10 +153,7 @@ void worker::push_back(runnable* r) {
 
 void worker::push_lifo(runnable* r) {
   if (lifo_count_ == lifo_depth) {
-    runnable* oldest = lifo_[lifo_bottom_];
-    lifo_bottom_ = (lifo_bottom_ + 1) % lifo_depth;
-    --lifo_count_;
-    push_back(oldest);
+    push_back(take_oldest_lifo()); // spills where thieves can reach it
   }
   lifo_[(lifo_bottom_ + lifo_count_) % lifo_depth] = r;
   ++lifo_count_;
@@ -167,7 +164,14 @@ runnable* worker::pop_lifo() noexcept {
     return nullptr;
   }
   --lifo_count_;
-  return std::exchange(lifo_[(lifo_bottom_ + lifo_count_) % lifo_depth], nullptr);
+  return lifo_[(lifo_bottom_ + lifo_count_) % lifo_depth];
+}
+
+runnable* worker::take_oldest_lifo() noexcept {
+  runnable* oldest = lifo_[lifo_bottom_];
+  lifo_bottom_ = (lifo_bottom_ + 1) % lifo_depth;
+  --lifo_count_;
+  return oldest;
 }
 
 void worker::poll_io_now() {
@@ -182,10 +186,7 @@ void worker::poll_io_now() {
 
 void worker::flush_lifo() {
   while (lifo_count_ != 0) {
-    runnable* oldest = std::exchange(lifo_[lifo_bottom_], nullptr);
-    lifo_bottom_ = (lifo_bottom_ + 1) % lifo_depth;
-    --lifo_count_;
-    push_back(oldest);
+    push_back(take_oldest_lifo());
   }
 }
 

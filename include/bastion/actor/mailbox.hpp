@@ -228,6 +228,10 @@ private:
   /// recv's await_suspend: publishes the consumer's waker, then re-checks; true when the proc
   /// suspends (then `guard` is installed on it), false with `out` set when it goes on.
   bool park(std::coroutine_handle<> h, message& out, detail::resume_guard& guard);
+  /// Publishes `p` as the waiting consumer, fences, then re-checks: true when `p` stays
+  /// parked (nothing there, or a wake is on its way), false with `out` set (or the mailbox
+  /// closed) and the waker taken back. Throws what try_recv throws (after publishing).
+  bool publish_and_recheck(detail::proc_header* p, message& out);
   /// recv's resume guard: true when a message (into `out`) or close() is there; else parks
   /// `p` again and returns false (see detail::resume_guard).
   bool repark_unless_ready(detail::proc_header* p, message& out) noexcept;
