@@ -2,7 +2,11 @@
 // (bastion/detail/block_cache.hpp): blocks are never handed out twice while in use, blocks
 // freed on one thread are reused on another through the depot, and cached_allocator works
 // in standard containers.
+#include <bastion/executor/runtime.hpp>
+
 #include <bastion/detail/block_cache.hpp>
+
+#include "support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+using bastion::detail::block_cache_depot_blocks;
 using bastion::detail::cached_allocate;
 using bastion::detail::cached_deallocate;
 
@@ -103,7 +108,7 @@ TEST_CASE("block cache: blocks freed on one thread are reused on another through
     p = cached_allocate(n);
     reused += freed.count(p);
   }
-  // The depot keeps at most 64 magazines of 128 per class: all 16 fit, so every block comes
+  // The depot keeps up to 4096 magazines of 128 per class: all 16 fit, so every block comes
   // back, except for those this thread's own two magazines (up to 256 blocks, from the test
   // above) serve first. Plain malloc would return none of them here: they belong to the
   // producer's arena.
@@ -179,4 +184,57 @@ TEST_CASE("block cache: cached_allocator serves std::list and std::allocate_shar
   CHECK(w.expired());
   bastion::detail::cached_allocator<int> a;
   CHECK_THROWS_AS(a.allocate(static_cast<std::size_t>(-1) / 2), std::bad_array_new_length);
+}
+
+namespace {
+
+/// Allocates `count` blocks of `n` bytes on this thread and frees them all (on this thread):
+/// beyond the thread's own two magazines, they all land in the depot.
+void churn(std::size_t n, std::size_t count) {
+  std::vector<void*> blocks(count);
+  for (auto& p : blocks) {
+    p = cached_allocate(n);
+  }
+  for (auto* p : blocks) {
+    cached_deallocate(p, n);
+  }
+}
+
+bastion::task<std::size_t> churn_in_proc(std::size_t n, std::size_t count) {
+  churn(n, count);
+  co_return block_cache_depot_blocks(n); // read while this worker still runs
+}
+
+} // namespace
+
+TEST_CASE("block cache: a trim gives the depot's surplus back, down to 64 magazines a class") {
+  if (!bastion::detail::block_caches_enabled()) {
+    SUCCEED("caches are bypassed in this build (AddressSanitizer)");
+    return;
+  }
+  constexpr std::size_t n = 456; // a class nothing else in this file uses
+  REQUIRE(block_cache_depot_blocks(n) == 0);
+  std::thread t([] { churn(n, 300 * 128); });
+  t.join(); // the thread's exit flushes its two full magazines to the depot too
+  const std::size_t held = block_cache_depot_blocks(n);
+  CHECK(held == 300 * 128);
+  const std::size_t trimmed = bastion::detail::trim_block_caches();
+  CHECK(trimmed >= held - 64 * 128);
+  CHECK(block_cache_depot_blocks(n) == 64 * 128);
+  CHECK(bastion::detail::trim_block_caches() == 0); // nothing left above any floor
+}
+
+TEST_CASE("block cache: a runtime that goes idle trims the depots") {
+  if (!bastion::detail::block_caches_enabled()) {
+    SUCCEED("caches are bypassed in this build (AddressSanitizer)");
+    return;
+  }
+  constexpr std::size_t n = 616; // a class nothing else in this file (or the runtime) uses
+  bastion::runtime rt{bastion::test::workers(2)};
+  // While the proc runs (on a worker: run() would run it on this thread), the runtime is
+  // busy: the burst's magazines stay in the depot.
+  const std::size_t during = rt.spawn(churn_in_proc(n, 200 * 128)).join();
+  CHECK(during >= 190 * 128);
+  // Once both workers park, the last one to park trims the depot to its floor.
+  CHECK(bastion::test::eventually([] { return block_cache_depot_blocks(n) <= 64 * 128; }));
 }

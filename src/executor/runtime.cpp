@@ -123,12 +123,13 @@ bool runtime_impl::transition_from_searching() noexcept {
   return last;
 }
 
-bool runtime_impl::transition_to_parked(std::size_t w, bool was_searching) noexcept {
+runtime_impl::park_transition
+runtime_impl::transition_to_parked(std::size_t w, bool was_searching) noexcept {
   std::lock_guard lk(sleepers_mu_);
   const auto prev = idle_state_.fetch_sub(
       unparked_one + (was_searching ? searching_one : 0), std::memory_order_seq_cst);
   sleepers_.push_back(w);
-  return was_searching && searching_of(prev) == 1;
+  return {was_searching && searching_of(prev) == 1, unparked_of(prev) == 1};
 }
 
 bool runtime_impl::transition_from_parked(std::size_t w) noexcept {

@@ -164,8 +164,13 @@ public:
   bool transition_to_searching() noexcept;
   /// Returns true when the caller was the last searcher.
   bool transition_from_searching() noexcept;
-  /// Registers `w` as parked; true when it was the last searcher.
-  bool transition_to_parked(std::size_t w, bool was_searching) noexcept;
+  /// What transition_to_parked saw.
+  struct park_transition {
+    bool last_searcher; ///< the caller was the last searching worker
+    bool last_awake;    ///< every other worker was parked already: the runtime is idle
+  };
+  /// Registers `w` as parked.
+  park_transition transition_to_parked(std::size_t w, bool was_searching) noexcept;
   /// After waking: true when the waker made it a searcher.
   bool transition_from_parked(std::size_t w) noexcept;
   /// True when any queue or the injector holds work.

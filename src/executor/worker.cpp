@@ -5,6 +5,8 @@
 // ticks, steal half, at most half the workers searching, the last searcher re-checks before
 // parking) and the Go runtime (findrunnable / runqsteal, spinning Ms); the LIFO slot is
 // deepened into a small stack, for Cilk's work-first (depth-first) order of spawn trees.
+#include <bastion/detail/block_cache.hpp>
+
 #include "runtime_impl.hpp"
 
 #include <algorithm>
@@ -338,10 +340,15 @@ void worker::main_loop() {
     }
     // Park.
     const std::size_t me = place_.worker;
-    const bool last_searcher = rt_.transition_to_parked(me, searching_);
+    const auto [last_searcher, last_awake] = rt_.transition_to_parked(me, searching_);
     searching_ = false;
     if (last_searcher && rt_.has_pending_work()) {
       rt_.notify_parked(); // may pick this very worker: its park then returns at once
+    }
+    if (last_awake) {
+      // The runtime goes idle: the block caches' depots give a burst's surplus back (an
+      // unpark meanwhile only makes the park below return at once).
+      trim_block_caches();
     }
     std::optional<std::chrono::steady_clock::time_point> until;
     bool driver = false;

@@ -1,6 +1,7 @@
 // src/lightproc/block_cache.cpp: the per-thread block caches (bastion/detail/block_cache.hpp).
 #include <bastion/detail/block_cache.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -31,9 +32,17 @@ constexpr std::size_t granule = 16;
 constexpr std::size_t classes = (block_cache_max + 7) / granule + 1;
 /// Blocks per magazine: a thread holds at most two magazines per class.
 constexpr std::uint32_t magazine_size = 128;
-/// Full magazines the depot keeps per class (beyond that they go back to the allocator):
-/// bounds what the depot holds to 64 * 128 blocks per class.
-constexpr std::uint32_t depot_limit = 64;
+/// Full magazines the depot keeps per class while the runtime is busy (beyond that they go
+/// back to the allocator): 4096 * 128 blocks, room for the frames and slots of a burst of half
+/// a million actors. A smaller cap (64) sent skynet's exits back to glibc, whose arena lock
+/// the two workers then fought over (docs/performance.md, session 6).
+constexpr std::uint32_t depot_limit = 4096;
+/// Full magazines per class a trim leaves in the depot (trim_block_caches).
+constexpr std::uint32_t depot_floor = 64;
+
+/// Magazines held above depot_floor, over all classes: lets trim_block_caches return at
+/// once when there is nothing to give back.
+std::atomic<std::uint64_t> depot_excess{0};
 
 /// A cached block: the link to the next block of its magazine and, in a magazine's first
 /// block while the magazine is in the depot, the link to the next full magazine.
@@ -85,7 +94,9 @@ struct depot {
     m.head = full;
     m.count = magazine_size;
     full = full->next_magazine;
-    --count;
+    if (count-- > depot_floor) {
+      depot_excess.fetch_sub(1, std::memory_order_relaxed);
+    }
     return true;
   }
   /// Keeps full magazine `m` (leaving it empty), or gives its blocks back to the allocator
@@ -96,12 +107,45 @@ struct depot {
       if (count < depot_limit) {
         m.head->next_magazine = full;
         full = m.head;
-        ++count;
+        if (count++ >= depot_floor) {
+          depot_excess.fetch_add(1, std::memory_order_relaxed);
+        }
         m = magazine{};
         return;
       }
     }
     m.release();
+  }
+  /// Gives the magazines beyond depot_floor back to the allocator; returns how many.
+  std::size_t trim() noexcept {
+    free_block* surplus = nullptr;
+    std::size_t n = 0;
+    {
+      std::lock_guard lock(mu);
+      if (count <= depot_floor) {
+        return 0;
+      }
+      // Keep the newest depot_floor magazines (the warmest), cut off the rest.
+      free_block** link = &full;
+      for (std::uint32_t i = 0; i < depot_floor; ++i) {
+        link = &(*link)->next_magazine;
+      }
+      surplus = *link;
+      *link = nullptr;
+      n = count - depot_floor;
+      count = depot_floor;
+      depot_excess.fetch_sub(n, std::memory_order_relaxed);
+    }
+    while (surplus != nullptr) {
+      magazine m{surplus, magazine_size};
+      surplus = surplus->next_magazine;
+      m.release();
+    }
+    return n;
+  }
+  std::size_t size() noexcept {
+    std::lock_guard lock(mu);
+    return count;
   }
 };
 
@@ -226,6 +270,25 @@ bool block_caches_enabled() noexcept {
   return true;
 }
 
+std::size_t trim_block_caches() noexcept {
+  if (depot_excess.load(std::memory_order_relaxed) == 0) {
+    return 0;
+  }
+  std::size_t blocks = 0;
+  auto* d = depots();
+  for (std::size_t k = 0; k < classes; ++k) {
+    blocks += d[k].trim() * magazine_size;
+  }
+  return blocks;
+}
+
+std::size_t block_cache_depot_blocks(std::size_t n) noexcept {
+  if (n == 0 || n > block_cache_max) {
+    return 0;
+  }
+  return depots()[class_of(n)].size() * magazine_size;
+}
+
 #else // the caches are off (AddressSanitizer): plain allocator calls
 
 bool block_caches_enabled() noexcept {
@@ -238,6 +301,14 @@ void* cached_allocate(std::size_t n) {
 
 void cached_deallocate(void* p, std::size_t /*n*/) noexcept {
   ::operator delete(p);
+}
+
+std::size_t trim_block_caches() noexcept {
+  return 0;
+}
+
+std::size_t block_cache_depot_blocks(std::size_t /*n*/) noexcept {
+  return 0;
 }
 
 #endif

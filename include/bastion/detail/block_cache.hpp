@@ -23,8 +23,10 @@ inline constexpr std::size_t block_cache_max = 1024;
 /// 2001): each thread holds two magazines of up to 128 freed blocks per class, lock-free;
 /// a thread that fills both hands a full magazine to the class's shared depot, and a thread
 /// that runs out takes one from there, so blocks freed on one worker are reused on another.
-/// The depot keeps at most 64 magazines per class and gives the rest back to the allocator,
-/// as does a thread's cache when the thread exits (its full magazines go to the depot).
+/// The depot keeps at most 4096 magazines per class and gives the rest back to the
+/// allocator; when the runtime goes idle it keeps only 64 (trim_block_caches), so a burst's
+/// blocks are not held for good. A thread's cache is flushed when the thread exits (its full
+/// magazines go to the depot).
 /// Under AddressSanitizer the caches are bypassed, so that every use after free is still
 /// caught.
 [[nodiscard]] void* cached_allocate(std::size_t n);
@@ -37,6 +39,18 @@ void cached_deallocate(void* p, std::size_t n) noexcept;
 /// True when the caches are in use: false in builds with AddressSanitizer, where every call
 /// goes straight to the allocator. Thread-safe. O(1).
 [[nodiscard]] bool block_caches_enabled() noexcept;
+
+/// Gives the depots' magazines beyond 64 per class back to the allocator (Bonwick and Adams
+/// reap the depot's unused magazines the same way) and returns how many blocks that freed.
+/// Called by the last worker of a runtime to park, i.e. when the runtime goes idle; the
+/// magazines threads hold are not touched. Thread-safe. Returns at once (one relaxed load)
+/// when no depot holds more than its floor; else O(classes + blocks freed).
+std::size_t trim_block_caches() noexcept;
+
+/// Blocks the depot of the class serving `n`-byte requests holds now (not counting the
+/// threads' own magazines); 0 when the caches are off or `n` is not cached. For tests and
+/// diagnostics. Thread-safe. O(1).
+[[nodiscard]] std::size_t block_cache_depot_blocks(std::size_t n) noexcept;
 
 /// A standard allocator over cached_allocate / cached_deallocate, for the runtime's own
 /// node-based containers and shared states (std::allocate_shared, std::list). Stateless:
