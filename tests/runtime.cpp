@@ -468,6 +468,8 @@ TEST_CASE("a ping-pong pair waking each other cannot starve a third proc", "[run
   // the queue, the bystander would only run after the last round.
   bastion::runtime rt{workers(1)};
   constexpr int rounds = 10'000; // per side
+  // One bystander poll per 65 of the pair's (64 LIFO polls, then the queue's turn): 100
+  // increments need ~6,500 of the 20,000.
   constexpr int increments = 100;
   ping_pong_state s;
   rt.spawn(ping_pong_root(&s, rounds, increments)).join();
@@ -483,8 +485,10 @@ TEST_CASE("a ping-pong pair waking each other cannot starve a third proc", "[run
 
 TEST_CASE("a chain of join wakes cannot starve a proc queued behind it", "[runtime][lifo]") {
   bastion::runtime rt{workers(1)};
-  constexpr int depth = BASTION_TSAN ? 2'000 : 5'000;
-  constexpr int increments = 100;
+  constexpr int depth = BASTION_TSAN ? 4'000 : 10'000;
+  // The bystander gets one poll per 65 of the chain (64 LIFO polls, then the queue's turn):
+  // 40 increments need ~2,600, well inside the chain.
+  constexpr int increments = 40;
   ping_pong_state s;
   rt.spawn(join_chain(depth, &s, increments)).join();
   REQUIRE(s.rounds.load() == depth);

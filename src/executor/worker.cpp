@@ -25,8 +25,9 @@ constexpr std::uint64_t global_queue_interval = 61;
 /// Consecutive polls from the LIFO stack before the queue (or the injector) gets one (Tokio
 /// polls its one-task LIFO slot at most 3 times in a row), so that tasks waking each other
 /// cannot starve the rest. Larger than Tokio's because the stack also carries spawn trees,
-/// which run fastest depth-first.
-constexpr unsigned max_lifo_polls = 16;
+/// which run fastest depth-first: each queue poll starts the oldest queued subtree, and with
+/// 16 skynet ran ~13% slower with more subtrees open at once (docs/executor.md).
+constexpr unsigned max_lifo_polls = 64;
 /// After a steal attempt meets another thief on the victim, take from the injector
 /// instead of stealing for this many polls. This is the congestion trick of the reference
 /// (Rust bastion-executor's run queue: on a contended steal it falls back to the global

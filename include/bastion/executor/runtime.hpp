@@ -30,7 +30,7 @@ void submit(runtime_impl* rt, proc_header* p, bool lifo = false) noexcept;
 ///
 /// Design (after Tokio's multi-threaded scheduler and the Go runtime): one worker thread per
 /// PU, pinned with hwloc; each worker owns a bounded lock-free run queue (256 slots) and a
-/// small LIFO stack for the tasks it just woke (polled first, at most 16 times in a row;
+/// small LIFO stack for the tasks it just woke (polled first, at most 64 times in a row;
 /// depth-first for spawn trees, after Cilk's work-first order); tasks spawned from outside
 /// go through a global injector, checked every 61 polls so it cannot starve; an idle worker
 /// steals half of a victim's queue, same-NUMA-node victims first; at most half the workers
