@@ -428,7 +428,7 @@ task<std::optional<message>> mailbox::recv_until(clock::time_point deadline) {
   }
 }
 
-void mailbox::close() {
+void mailbox::close(bool wake_consumer) {
   closed_.store(true, std::memory_order_seq_cst);
   std::vector<detail::waker> wake;
   std::vector<message> out;
@@ -449,8 +449,10 @@ void mailbox::close() {
   for (auto& w : wake) {
     w.wake();
   }
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  consumer_.take().wake();
+  if (wake_consumer) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    consumer_.take().wake();
+  }
 }
 
 std::size_t mailbox::drain_to_dead_letters(dead_letter_reason r) {

@@ -128,7 +128,7 @@ bool settles_itself(const group_state& g) noexcept {
 void settle_self(child_slot* s) noexcept {
   auto& g = *s->group;
   s->stopped.store(true, std::memory_order_release);
-  s->mb.close();
+  s->mb.close_without_consumer(); // its proc returned: nobody waits in recv
   s->mb.drain_to_dead_letters();
   s->ctx.reset();
   s->handle.detach(); // the proc (and its frame) goes once its completion lets go
