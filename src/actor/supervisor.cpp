@@ -505,10 +505,7 @@ private:
       }
     }
     // A sibling that returned meanwhile and settled its own exit is gone: not restarted.
-    std::erase_if(set, [](const node_ref& x) {
-      return x.slot()
-             && x.slot()->exit_owner.load(std::memory_order_acquire) == slot_header::exit_self;
-    });
+    std::erase_if(set, [](const node_ref& x) { return x.slot() && !claim_exit(*x.slot()); });
     if (delay.count() == 0) {
       for (auto& x : set) {
         start_node(x, &f);

@@ -98,7 +98,7 @@ public:
   runnable* next_local_task();
   /// Tries the other workers' queues, nearest first; null when nothing was stolen.
   runnable* steal_work();
-  /// Polls `t` and the LIFO tasks it wakes (bounded).
+  /// Polls `t` once (what it wakes goes on the LIFO stack, polled by next_local_task).
   void run_task(runnable* t);
   void push_back(runnable* r);
   /// Puts `r` on top of the LIFO stack; when the stack is full its oldest entry moves to the
