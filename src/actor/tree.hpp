@@ -254,22 +254,14 @@ struct slot_header : control_node {
 class child_slot final
     : public slot_header
     , public wake_target
-    , public node {
+    , public node
+    , public cached_new { // one per actor, often freed on another worker
 public:
   child_slot(
       std::uint64_t id, std::shared_ptr<group_state> g, mailbox_config cfg, dead_letters& sink);
   child_slot(const child_slot&) = delete;
   child_slot& operator=(const child_slot&) = delete;
   ~child_slot();
-
-  /// Slots come from the per-thread block caches (detail/block_cache.hpp): one is made per
-  /// actor and often freed on another worker.
-  static void* operator new(std::size_t n) { return cached_allocate(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
-  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
-  static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
-    ::operator delete(p, n, a);
-  }
 
   /// The slot's path (built on first use and kept; see address::path).
   const bastion::path& path() const;
@@ -420,8 +412,11 @@ private:
   std::shared_ptr<supervisor_core> sup_;
 };
 
-/// An event for a supervisor's control queue (heap-allocated; the consumer deletes it).
-struct sup_event final : control_node {
+/// An event for a supervisor's control queue (heap-allocated from the block caches; the
+/// consumer deletes it).
+struct sup_event final
+    : control_node
+    , cached_new {
   enum class type : std::uint8_t {
     child_exited,   ///< a child supervisor's proc ended: n, incarnation, failed, error
     restart_due,    ///< nodes, token, fail
@@ -440,10 +435,6 @@ struct sup_event final : control_node {
   explicit sup_event(type what) noexcept
       : control_node(tag::event)
       , t(what) {}
-
-  /// Events come from the per-thread block caches (two per group in skynet: add, retire).
-  static void* operator new(std::size_t n) { return cached_allocate(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
 
   type t;
   bool failed = false;

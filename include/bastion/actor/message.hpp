@@ -207,8 +207,11 @@ private:
 };
 
 /// The heap node behind a message: an MPSC queue link, the header, the payload (in the
-/// derived envelope_impl). One allocation per message.
-struct envelope : mpsc_node {
+/// derived envelope_impl). One allocation per message, from the block caches: made on the
+/// sender's thread, freed on the receiver's.
+struct envelope
+    : mpsc_node
+    , cached_new {
   envelope(message_kind k, const std::type_info& t, std::uint64_t sender) noexcept
       : kind(k)
       , type(&t)
@@ -217,15 +220,6 @@ struct envelope : mpsc_node {
   envelope& operator=(const envelope&) = delete;
   virtual ~envelope() = default;
 
-  /// Envelopes come from the per-thread block caches (detail/block_cache.hpp): one is made
-  /// per message on the sender's thread and freed on the receiver's. Over-aligned payloads
-  /// take the allocator's aligned path.
-  static void* operator new(std::size_t n) { return cached_allocate(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
-  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
-  static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
-    ::operator delete(p, n, a);
-  }
   /// The stored object: a T for tell/ask, a std::shared_ptr<const T> for broadcast.
   [[nodiscard]] virtual void* data() noexcept = 0;
 

@@ -52,6 +52,21 @@ std::size_t trim_block_caches() noexcept;
 /// diagnostics. Thread-safe. O(1).
 [[nodiscard]] std::size_t block_cache_depot_blocks(std::size_t n) noexcept;
 
+/// A base that gives a class (and the classes derived from it) operator new and delete over
+/// the block caches: for the runtime's per-actor and per-message objects, made on one
+/// worker and often freed on another. Empty (no size cost as a base). Over-aligned types
+/// take the allocator's aligned path. Thread-safe; operator new throws std::bad_alloc.
+/// Deleting through a base pointer needs a virtual destructor (the sized delete must get the
+/// object's own size).
+struct cached_new {
+  static void* operator new(std::size_t n) { return cached_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { cached_deallocate(p, n); }
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
+    ::operator delete(p, n, a);
+  }
+};
+
 /// A standard allocator over cached_allocate / cached_deallocate, for the runtime's own
 /// node-based containers and shared states (std::allocate_shared, std::list). Stateless:
 /// every instance is interchangeable. Thread-safe; throws std::bad_alloc; over-aligned types
