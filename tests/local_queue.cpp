@@ -22,6 +22,7 @@ namespace {
 
 using bastion::detail::injector;
 using bastion::detail::local_queue;
+using bastion::detail::run_mode;
 using bastion::detail::runnable;
 
 struct run_context;
@@ -52,13 +53,20 @@ void cancel_item(runnable* r) noexcept {
   static_cast<item*>(r)->cancels.fetch_add(1, std::memory_order_relaxed);
 }
 
+void enter_item(runnable* r, run_mode m) noexcept {
+  if (m == run_mode::poll) {
+    run_item(r);
+  } else {
+    cancel_item(r);
+  }
+}
+
 std::vector<item> make_items(std::size_t n, run_context* ctx = nullptr) {
   std::vector<item> items(n);
   for (std::size_t i = 0; i < n; ++i) {
     items[i].id = static_cast<std::uint32_t>(i);
     items[i].ctx = ctx;
-    items[i].run_fn_ = &run_item;
-    items[i].cancel_fn_ = &cancel_item;
+    items[i].entry_ = &enter_item;
   }
   return items;
 }

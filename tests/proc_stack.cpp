@@ -119,7 +119,7 @@ TEST_CASE("proc_stack typed state", "[proc_stack][state]") {
   s.with_state(std::string("replaced"));
   REQUIRE_FALSE(s.has_state<int>());
   REQUIRE(s.state<std::string>() == "replaced");
-  REQUIRE(s.callbacks() == nullptr); // no callbacks, no allocation
+  REQUIRE(s.callbacks() == nullptr); // a state alone sets no callback
 }
 
 TEST_CASE("a proc reads and writes its state through this_proc", "[proc_stack][state]") {

@@ -179,6 +179,14 @@ public:
   static void poll(runnable* r) noexcept;
   /// Shutdown path: destroys the body and completes it as cancelled.
   static void cancel_queued(runnable* r) noexcept;
+  /// The runnable entry point: poll() or cancel_queued() by `m`.
+  static void enter(runnable* r, run_mode m) noexcept {
+    if (m == run_mode::poll) {
+      poll(r);
+    } else {
+      cancel_queued(r);
+    }
+  }
   /// Wakes it (schedules it unless running, scheduled or complete); consumes one reference.
   static void wake_by_ref_release(wake_target* t) noexcept;
   /// Drops one reference held by a waker.
@@ -203,8 +211,7 @@ public:
 
 protected:
   proc_header() noexcept {
-    run_fn_ = &poll;
-    cancel_fn_ = &cancel_queued;
+    entry_ = &enter;
     wake_fn_ = &wake_by_ref_release;
     drop_fn_ = &drop_waker;
   }

@@ -19,7 +19,7 @@ namespace detail {
 
 /// Bytes reserved in front of every task frame. When a task is spawned, its lightproc is
 /// built in this space, so a proc costs one allocation (frame + proc) instead of two.
-inline constexpr std::size_t proc_prefix_size = 160;
+inline constexpr std::size_t proc_prefix_size = 128;
 /// Tag word (the last 8 bytes of the prefix): the prefix is unused.
 inline constexpr std::uint64_t prefix_unused = 0x62617374696F6E30ULL;
 /// Tag word: a proc lives in the prefix and owns the whole block; the frame's deallocation
