@@ -225,8 +225,13 @@ child_slot::child_slot(
     , group(std::move(g))
     , mb(cfg, sink)
     , ctx(*this) {
-  wake_fn_ = &exit_wake;
-  drop_fn_ = &exit_drop;
+  wake_fn_ = [](wake_target* t, wake_mode m) noexcept {
+    if (m == wake_mode::wake) {
+      exit_wake(t);
+    } else {
+      exit_drop(t);
+    }
+  };
 }
 
 child_slot::~child_slot() {

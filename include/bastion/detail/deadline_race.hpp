@@ -20,15 +20,12 @@ struct race_cell : wake_target {
   waker target;
 
   race_cell() noexcept {
-    wake_fn_ = [](wake_target* t) noexcept {
+    wake_fn_ = [](wake_target* t, wake_mode m) noexcept {
       auto* c = static_cast<race_cell*>(t);
-      if (!c->fired.exchange(true, std::memory_order_acq_rel)) {
+      if (m == wake_mode::wake && !c->fired.exchange(true, std::memory_order_acq_rel)) {
         c->target.wake();
       }
       c->release();
-    };
-    drop_fn_ = [](wake_target* t) noexcept {
-      static_cast<race_cell*>(t)->release();
     };
   }
   waker make_waker() noexcept {
