@@ -67,6 +67,23 @@ TEST_CASE("mailbox: try_send / try_recv are FIFO; size counts", "[mailbox]") {
   CHECK(dl.count() == 0);
 }
 
+TEST_CASE("mailbox: size counts sends less receives and drains", "[mailbox]") {
+  bastion::dead_letters dl;
+  mailbox mb{{}, dl};
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(mb.try_send(message::tell(i)));
+  }
+  REQUIRE(mb.try_recv());
+  REQUIRE(mb.try_recv());
+  CHECK(mb.size() == 3);
+  REQUIRE(mb.try_send(message::tell(5)));
+  CHECK(mb.size() == 4);
+  CHECK(mb.drain_to_dead_letters() == 4);
+  CHECK(mb.size() == 0);
+  CHECK_FALSE(mb.try_recv());
+  CHECK(mb.size() == 0);
+}
+
 TEST_CASE("mailbox: close sends later messages to dead letters; drain empties it", "[mailbox]") {
   bastion::dead_letters dl;
   std::vector<std::pair<int, dead_letter_reason>> seen;
@@ -352,7 +369,7 @@ namespace bastion::detail {
 /// Done with no message, it is the late wake of a sender whose message the consumer took
 /// without parking (the sender is preempted between its link and its take).
 struct mailbox_access {
-  static void late_wake(mailbox& mb) { mb.consumer_.take().wake(); }
+  static void late_wake(mailbox& mb) { mb.tx_.consumer.take().wake(); }
 };
 } // namespace bastion::detail
 

@@ -46,45 +46,84 @@ struct mailbox::sender_list {
   std::deque<send_operation*> waiting; ///< guarded by mu
 };
 
+namespace {
+/// The receiver side's copy of a mailbox's bound and policy.
+template <class Mode>
+Mode mode_of(std::uint32_t cap, overflow_policy p) noexcept {
+  if (cap == 0) {
+    return Mode::unbounded;
+  }
+  switch (p) {
+  case overflow_policy::drop_oldest:
+    return Mode::drop_oldest;
+  case overflow_policy::backpressure:
+    return Mode::backpressure;
+  case overflow_policy::reject:
+    break;
+  }
+  return Mode::reject;
+}
+} // namespace
+
 mailbox::mailbox(mailbox_config cfg, dead_letters& sink)
-    : cap_(clamp_capacity(cfg.capacity_))
-    , policy_(cfg.policy_)
-    , sink_(&sink) {
+    : tx_(clamp_capacity(cfg.capacity_), cfg.policy_)
+    , rare_(sink)
+    , rx_(&rare_.stub, mode_of<mode>(clamp_capacity(cfg.capacity_), cfg.policy_)) {
+  tx_.head.store(&rare_.stub, std::memory_order_relaxed);
   if (bounded_backpressure()) {
-    senders_ = std::make_unique<sender_list>();
+    rare_.senders = new sender_list;
   }
 }
 
 mailbox::~mailbox() {
   close();
   drain_to_dead_letters(dead_letter_reason::stopped_target);
+  delete rare_.senders;
+}
+
+std::int64_t mailbox::queued(std::memory_order o) const noexcept {
+  const auto admitted = tx_.size.load(o);
+  if (rx_.kind != mode::unbounded) {
+    return admitted;
+  }
+  // Both counts mod 2^32: the difference is exact while fewer than 2^31 messages wait.
+  return static_cast<std::int32_t>(
+      static_cast<std::uint32_t>(admitted) - rx_.taken.load(std::memory_order_relaxed));
+}
+
+void mailbox::note_taken() noexcept {
+  if (rx_.kind == mode::unbounded) {
+    rx_.taken.store(rx_.taken.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  } else {
+    tx_.size.fetch_sub(1, std::memory_order_seq_cst);
+  }
 }
 
 bool mailbox::admit() noexcept {
-  if (cap_ == 0 || policy_ == overflow_policy::drop_oldest) {
-    size_.fetch_add(1, std::memory_order_seq_cst);
+  if (tx_.cap == 0 || tx_.policy == overflow_policy::drop_oldest) {
+    tx_.size.fetch_add(1, std::memory_order_seq_cst);
     return true;
   }
-  auto s = size_.load(std::memory_order_seq_cst);
+  auto s = tx_.size.load(std::memory_order_seq_cst);
   do {
-    if (s >= static_cast<std::ptrdiff_t>(cap_)) {
+    if (s >= static_cast<std::ptrdiff_t>(tx_.cap)) {
       return false;
     }
-  } while (!size_.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst));
+  } while (!tx_.size.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst));
   return true;
 }
 
 void mailbox::enqueue(message&& m) noexcept {
-  queue_.push(m.release());
+  detail::mpsc_queue::push_at(tx_.head, m.release());
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  consumer_.take().wake();
+  tx_.consumer.take().wake();
   if (bounded_drop_oldest()) {
     trim_from_sender();
   }
 }
 
 void mailbox::lock_consumer() noexcept {
-  while (consumer_lock_.exchange(true, std::memory_order_acquire)) {
+  while (rx_.consumer_lock.exchange(true, std::memory_order_acquire)) {
     std::this_thread::yield();
   }
 }
@@ -92,12 +131,12 @@ void mailbox::lock_consumer() noexcept {
 detail::envelope* mailbox::trim_locked(std::size_t keep) noexcept {
   detail::envelope* chain = nullptr;
   detail::envelope* last = nullptr;
-  while (size_.load(std::memory_order_seq_cst) > static_cast<std::ptrdiff_t>(keep)) {
-    auto* n = queue_.pop();
+  while (tx_.size.load(std::memory_order_seq_cst) > static_cast<std::ptrdiff_t>(keep)) {
+    auto* n = pop_node();
     if (n == nullptr) {
       break; // a sender is mid-push; it trims after itself
     }
-    size_.fetch_sub(1, std::memory_order_seq_cst);
+    note_taken();
     auto* e = as_envelope(n);
     e->next_.store(nullptr, std::memory_order_relaxed); // reused as a private link
     if (last == nullptr) {
@@ -113,17 +152,17 @@ detail::envelope* mailbox::trim_locked(std::size_t keep) noexcept {
 void mailbox::record_chain(detail::envelope* chain, dead_letter_reason r) noexcept {
   while (chain != nullptr) {
     auto* next = as_envelope(chain->next_.load(std::memory_order_relaxed));
-    sink_->record(message::adopt(chain), r);
+    rare_.sink->record(message::adopt(chain), r);
     chain = next;
   }
 }
 
 void mailbox::trim_from_sender() noexcept {
-  while (size_.load(std::memory_order_seq_cst) > static_cast<std::ptrdiff_t>(cap_)) {
-    if (consumer_lock_.exchange(true, std::memory_order_acquire)) {
+  while (tx_.size.load(std::memory_order_seq_cst) > static_cast<std::ptrdiff_t>(tx_.cap)) {
+    if (rx_.consumer_lock.exchange(true, std::memory_order_acquire)) {
       return; // the consumer (or another sender) holds it and trims itself
     }
-    auto* chain = trim_locked(cap_);
+    auto* chain = trim_locked(tx_.cap);
     unlock_consumer();
     if (chain == nullptr) {
       return;
@@ -136,17 +175,18 @@ bool mailbox::try_send(message&& m) {
   if (!m) {
     return false;
   }
-  if (closed_.load(std::memory_order_acquire)) {
-    sink_->record(std::move(m), dead_letter_reason::stopped_target);
+  if (tx_.closed.load(std::memory_order_acquire)) {
+    rare_.sink->record(std::move(m), dead_letter_reason::stopped_target);
     return false;
   }
-  if (policy_ == overflow_policy::backpressure && has_senders_.load(std::memory_order_seq_cst)) {
+  if (tx_.policy == overflow_policy::backpressure
+      && tx_.has_senders.load(std::memory_order_seq_cst)) {
     // Waiting senders come first; a non-waiting send while they wait is a full mailbox.
-    sink_->record(std::move(m), dead_letter_reason::mailbox_full);
+    rare_.sink->record(std::move(m), dead_letter_reason::mailbox_full);
     return false;
   }
   if (!admit()) {
-    sink_->record(std::move(m), dead_letter_reason::mailbox_full);
+    rare_.sink->record(std::move(m), dead_letter_reason::mailbox_full);
     return false;
   }
   enqueue(std::move(m));
@@ -161,18 +201,18 @@ mailbox::send_operation::~send_operation() {
   }
   bool abandoned = false;
   {
-    auto& list = *mb_.senders_;
+    auto& list = *mb_.rare_.senders;
     std::lock_guard lock(list.mu);
     if (queued_) { // the proc was cancelled while it waited
       queued_ = false;
       list.waiting.erase(std::find(list.waiting.begin(), list.waiting.end(), this));
-      mb_.has_senders_.store(!list.waiting.empty(), std::memory_order_seq_cst);
+      mb_.tx_.has_senders.store(!list.waiting.empty(), std::memory_order_seq_cst);
       w_.reset();
       abandoned = true;
     }
   }
   if (abandoned && m_) {
-    mb_.sink_->record(std::move(m_), dead_letter_reason::mailbox_full);
+    mb_.rare_.sink->record(std::move(m_), dead_letter_reason::mailbox_full);
   }
 }
 
@@ -184,11 +224,11 @@ bool mailbox::send_operation::await_ready() {
   if (!m_) {
     return true;
   }
-  if (mb_.closed_.load(std::memory_order_acquire)) {
-    mb_.sink_->record(std::move(m_), dead_letter_reason::stopped_target);
+  if (mb_.tx_.closed.load(std::memory_order_acquire)) {
+    mb_.rare_.sink->record(std::move(m_), dead_letter_reason::stopped_target);
     return true;
   }
-  if (!mb_.has_senders_.load(std::memory_order_seq_cst) && mb_.admit()) {
+  if (!mb_.tx_.has_senders.load(std::memory_order_seq_cst) && mb_.admit()) {
     mb_.enqueue(std::move(m_));
     result_ = true;
     return true;
@@ -201,16 +241,16 @@ bool mailbox::send_operation::await_suspend(std::coroutine_handle<> h) {
   if (cur == nullptr) {
     throw std::logic_error("bastion::mailbox::send: must wait outside a bastion proc");
   }
-  auto& list = *mb_.senders_;
+  auto& list = *mb_.rare_.senders;
   std::unique_lock lock(list.mu);
-  if (mb_.closed_.load(std::memory_order_seq_cst)) {
+  if (mb_.tx_.closed.load(std::memory_order_seq_cst)) {
     lock.unlock();
-    mb_.sink_->record(std::move(m_), dead_letter_reason::stopped_target);
+    mb_.rare_.sink->record(std::move(m_), dead_letter_reason::stopped_target);
     return false;
   }
-  mb_.has_senders_.store(true, std::memory_order_seq_cst);
+  mb_.tx_.has_senders.store(true, std::memory_order_seq_cst);
   if (list.waiting.empty() && mb_.admit()) {
-    mb_.has_senders_.store(false, std::memory_order_seq_cst);
+    mb_.tx_.has_senders.store(false, std::memory_order_seq_cst);
     lock.unlock();
     mb_.enqueue(std::move(m_));
     result_ = true;
@@ -228,8 +268,8 @@ void mailbox::admit_senders() {
   std::vector<detail::waker> wake;
   std::vector<message> in;
   {
-    std::lock_guard lock(senders_->mu);
-    auto& waiting = senders_->waiting;
+    std::lock_guard lock(rare_.senders->mu);
+    auto& waiting = rare_.senders->waiting;
     while (!waiting.empty() && admit()) {
       auto* op = waiting.front();
       waiting.pop_front();
@@ -238,7 +278,7 @@ void mailbox::admit_senders() {
       in.push_back(std::move(op->m_));
       wake.push_back(std::move(op->w_));
     }
-    has_senders_.store(!waiting.empty(), std::memory_order_seq_cst);
+    tx_.has_senders.store(!waiting.empty(), std::memory_order_seq_cst);
   }
   for (auto& m : in) {
     enqueue(std::move(m)); // admitted above, in the waiters' order
@@ -252,25 +292,25 @@ void mailbox::admit_senders() {
 
 std::optional<message> mailbox::try_recv() {
   detail::mpsc_node* n = nullptr;
-  if (bounded_drop_oldest()) {
+  if (taker_drop_oldest()) {
     lock_consumer();
-    auto* chain = trim_locked(cap_);
-    n = queue_.pop();
+    auto* chain = trim_locked(tx_.cap);
+    n = pop_node();
     unlock_consumer();
     record_chain(chain, dead_letter_reason::dropped_oldest);
   } else {
-    n = queue_.pop();
+    n = pop_node();
   }
   if (n == nullptr) {
     return std::nullopt;
   }
-  size_.fetch_sub(1, std::memory_order_seq_cst);
-  if (bounded_backpressure() && has_senders_.load(std::memory_order_seq_cst)) {
+  note_taken();
+  if (taker_backpressure() && tx_.has_senders.load(std::memory_order_seq_cst)) {
     admit_senders();
   }
   auto* e = as_envelope(n);
   if (e->kind == message_kind::ask) {
-    e->unanswered_sink = sink_; // dropping it unanswered from here on is a dead letter
+    e->unanswered_sink = rare_.sink; // dropping it unanswered from here on is a dead letter
   }
   return message::adopt(e);
 }
@@ -300,17 +340,17 @@ bool mailbox::park(std::coroutine_handle<> h, message& out, detail::resume_guard
 }
 
 bool mailbox::publish_and_recheck(detail::proc_header* p, message& out) {
-  consumer_.publish(p);
+  tx_.consumer.publish(p);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // Re-check by taking: a sender links its message, fences, then takes the waker, so either
   // this reaches the message or that sender wakes us. A message admitted but not linked yet
   // is not waited for here: its sender wakes us.
   if (auto m = try_recv()) {
     out = std::move(*m);
-    return !consumer_.retract(); // retracted: go on at once; else a wake is on its way
+    return !tx_.consumer.retract(); // retracted: go on at once; else a wake is on its way
   }
-  if (closed_.load(std::memory_order_seq_cst)) {
-    return !consumer_.retract();
+  if (tx_.closed.load(std::memory_order_seq_cst)) {
+    return !tx_.consumer.retract();
   }
   return true;
 }
@@ -328,7 +368,7 @@ bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept
       out = std::move(*m);
       return true;
     }
-    if (closed_.load(std::memory_order_seq_cst)) {
+    if (tx_.closed.load(std::memory_order_seq_cst)) {
       return true;
     }
   } catch (...) {
@@ -338,12 +378,12 @@ bool mailbox::repark_unless_ready(detail::proc_header* p, message& out) noexcept
   try {
     return !publish_and_recheck(p, out);
   } catch (...) {
-    return consumer_.retract();
+    return tx_.consumer.retract();
   }
 }
 
 void mailbox::unpark() noexcept {
-  (void)consumer_.retract(); // harmless after a wake; needed when the proc was cancelled
+  (void)tx_.consumer.retract(); // harmless after a wake; needed when the proc was cancelled
 }
 
 message mailbox::recv_resume(message& ready, bool parked) {
@@ -360,7 +400,7 @@ message mailbox::recv_resume(message& ready, bool parked) {
     if (auto m = try_recv()) {
       return std::move(*m);
     }
-    if (closed_.load(std::memory_order_seq_cst) && size_.load(std::memory_order_seq_cst) <= 0) {
+    if (tx_.closed.load(std::memory_order_seq_cst) && queued(std::memory_order_seq_cst) <= 0) {
       throw mailbox_closed{};
     }
     wait_for_link(spins);
@@ -385,10 +425,10 @@ public:
     }
     cur->set_resume_point(h);
     race_.start(cur);
-    mb_.consumer_.store(race_.event_target());
+    mb_.tx_.consumer.store(race_.event_target());
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (mb_.size_.load(std::memory_order_seq_cst) > 0
-        || mb_.closed_.load(std::memory_order_seq_cst)) {
+    if (mb_.queued(std::memory_order_seq_cst) > 0
+        || mb_.tx_.closed.load(std::memory_order_seq_cst)) {
       return false; // await_resume disarms
     }
     race_.arm_timer(cur->rt_, deadline_);
@@ -399,7 +439,7 @@ public:
 private:
   void disarm() noexcept {
     if (race_.started()) {
-      mb_.consumer_.retract();
+      mb_.tx_.consumer.retract();
     }
     race_.finish();
   }
@@ -414,13 +454,13 @@ task<std::optional<message>> mailbox::recv_until(clock::time_point deadline) {
     if (auto m = try_recv()) {
       co_return m;
     }
-    if (closed_.load(std::memory_order_seq_cst) && size_.load(std::memory_order_seq_cst) <= 0) {
+    if (tx_.closed.load(std::memory_order_seq_cst) && queued(std::memory_order_seq_cst) <= 0) {
       throw mailbox_closed{};
     }
     if (clock::now() >= deadline) {
       co_return std::nullopt;
     }
-    if (size_.load(std::memory_order_seq_cst) > 0) {
+    if (queued(std::memory_order_seq_cst) > 0) {
       co_await yield_now();
       continue;
     }
@@ -429,41 +469,41 @@ task<std::optional<message>> mailbox::recv_until(clock::time_point deadline) {
 }
 
 void mailbox::close(bool wake_consumer) {
-  closed_.store(true, std::memory_order_seq_cst);
+  tx_.closed.store(true, std::memory_order_seq_cst);
   std::vector<detail::waker> wake;
   std::vector<message> out;
-  if (senders_) {
-    std::lock_guard lock(senders_->mu);
-    for (auto* op : senders_->waiting) {
+  if (rare_.senders) {
+    std::lock_guard lock(rare_.senders->mu);
+    for (auto* op : rare_.senders->waiting) {
       op->queued_ = false;
       op->result_ = false;
       out.push_back(std::move(op->m_));
       wake.push_back(std::move(op->w_));
     }
-    senders_->waiting.clear();
-    has_senders_.store(false, std::memory_order_seq_cst);
+    rare_.senders->waiting.clear();
+    tx_.has_senders.store(false, std::memory_order_seq_cst);
   }
   for (auto& m : out) {
-    sink_->record(std::move(m), dead_letter_reason::stopped_target);
+    rare_.sink->record(std::move(m), dead_letter_reason::stopped_target);
   }
   for (auto& w : wake) {
     w.wake();
   }
   if (wake_consumer) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    consumer_.take().wake();
+    tx_.consumer.take().wake();
   }
 }
 
 std::size_t mailbox::drain_to_dead_letters(dead_letter_reason r) {
-  const bool locked = bounded_drop_oldest();
+  const bool locked = taker_drop_oldest();
   std::size_t n = 0;
   for (;;) {
     detail::mpsc_node* node = nullptr;
     if (locked) {
       lock_consumer();
     }
-    auto st = queue_.pop(node);
+    auto st = detail::mpsc_queue::pop_at(tx_.head, rx_.tail, rare_.stub, node);
     if (locked) {
       unlock_consumer();
     }
@@ -474,8 +514,8 @@ std::size_t mailbox::drain_to_dead_letters(dead_letter_reason r) {
       std::this_thread::yield();
       continue;
     }
-    size_.fetch_sub(1, std::memory_order_seq_cst);
-    sink_->record(message::adopt(as_envelope(node)), r);
+    note_taken();
+    rare_.sink->record(message::adopt(as_envelope(node)), r);
     ++n;
   }
   return n;

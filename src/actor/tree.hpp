@@ -269,12 +269,14 @@ public:
   child_slot* prev = nullptr;
   child_slot* next = nullptr;
   const std::shared_ptr<group_state> group;
-  mailbox mb;
+  mailbox mb; ///< 16-byte aligned: the fields above add up to a multiple of 16 bytes
   context ctx;
 
 private:
   mutable std::atomic<bastion::path*> path_{nullptr};
 };
+// 248 bytes or less keeps a slot in the allocator's 256-byte chunks (the idle-actor budget).
+static_assert(sizeof(child_slot) <= 248, "an actor's slot grew: idle actors cost more");
 
 struct element;
 /// A supervisor's elements (see supervisor_core::elements): list nodes from the block caches.

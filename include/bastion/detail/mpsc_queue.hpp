@@ -42,49 +42,60 @@ public:
   mpsc_queue& operator=(const mpsc_queue&) = delete;
 
   /// Appends `n`. Safe from any thread. Wait-free: O(1), one atomic exchange.
-  void push(mpsc_node* n) noexcept {
-    n->next_.store(nullptr, std::memory_order_relaxed);
-    mpsc_node* prev = head_.exchange(n, std::memory_order_acq_rel);
-    prev->next_.store(n, std::memory_order_release);
-  }
+  void push(mpsc_node* n) noexcept { push_at(head_, n); }
 
   /// Takes the oldest node into `out`. Only the consumer. O(1).
   /// @return item (out set), empty, or inconsistent (a producer is mid-push: retry later; the
   /// producer's own wake-up logic runs after it links, so a waiter is not lost).
-  pop_status pop(mpsc_node*& out) noexcept {
-    mpsc_node* tail = tail_;
-    mpsc_node* next = tail->next_.load(std::memory_order_acquire);
-    if (tail == &stub_) {
-      if (next == nullptr) {
-        return head_.load(std::memory_order_acquire) == &stub_ ? pop_status::empty
-                                                               : pop_status::inconsistent;
-      }
-      tail_ = next;
-      tail = next;
-      next = next->next_.load(std::memory_order_acquire);
-    }
-    if (next != nullptr) {
-      tail_ = next;
-      out = tail;
-      return pop_status::item;
-    }
-    if (tail != head_.load(std::memory_order_acquire)) {
-      return pop_status::inconsistent;
-    }
-    push(&stub_);
-    next = tail->next_.load(std::memory_order_acquire);
-    if (next != nullptr) {
-      tail_ = next;
-      out = tail;
-      return pop_status::item;
-    }
-    return pop_status::inconsistent;
-  }
+  pop_status pop(mpsc_node*& out) noexcept { return pop_at(head_, tail_, stub_, out); }
 
   /// Takes the oldest node or returns null (empty or inconsistent). Only the consumer.
   mpsc_node* pop() noexcept {
     mpsc_node* n = nullptr;
     return pop(n) == pop_status::item ? n : nullptr;
+  }
+
+  /// The queue's steps on fields its owner lays out itself (the mailbox keeps `head` and
+  /// `tail` on different cache lines). `head` and `tail` start out pointing at `stub`.
+  /// push: safe from any thread.
+  static void push_at(std::atomic<mpsc_node*>& head, mpsc_node* n) noexcept {
+    n->next_.store(nullptr, std::memory_order_relaxed);
+    mpsc_node* prev = head.exchange(n, std::memory_order_acq_rel);
+    prev->next_.store(n, std::memory_order_release);
+  }
+  /// pop: only the consumer.
+  static pop_status pop_at(
+      std::atomic<mpsc_node*>& head,
+      mpsc_node*& tail_ref,
+      mpsc_node& stub,
+      mpsc_node*& out) noexcept {
+    mpsc_node* tail = tail_ref;
+    mpsc_node* next = tail->next_.load(std::memory_order_acquire);
+    if (tail == &stub) {
+      if (next == nullptr) {
+        return head.load(std::memory_order_acquire) == &stub ? pop_status::empty
+                                                             : pop_status::inconsistent;
+      }
+      tail_ref = next;
+      tail = next;
+      next = next->next_.load(std::memory_order_acquire);
+    }
+    if (next != nullptr) {
+      tail_ref = next;
+      out = tail;
+      return pop_status::item;
+    }
+    if (tail != head.load(std::memory_order_acquire)) {
+      return pop_status::inconsistent;
+    }
+    push_at(head, &stub);
+    next = tail->next_.load(std::memory_order_acquire);
+    if (next != nullptr) {
+      tail_ref = next;
+      out = tail;
+      return pop_status::item;
+    }
+    return pop_status::inconsistent;
   }
 
 private:
