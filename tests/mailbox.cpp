@@ -373,6 +373,61 @@ struct mailbox_access {
 };
 } // namespace bastion::detail
 
+TEST_CASE(
+    "mailbox: a consumer woken by a producer that never suspends runs beside it", "[mailbox]") {
+  // The producer's first send wakes the consumer onto the producer's worker; the producer
+  // then keeps that worker. After worker::long_poll_sends sends the consumer must be where
+  // the other worker can take it, or it would only run once the producer is done.
+  bastion::runtime rt{two_workers()};
+  bastion::dead_letters dl;
+  mailbox mb{{}, dl};
+  std::atomic<long> received{0};
+  std::atomic<bool> started{false};
+  auto consumer =
+      [](mailbox& mb, std::atomic<long>& received, std::atomic<bool>& started) -> task<long> {
+    long sum = 0;
+    started = true;
+    try {
+      for (;;) {
+        sum += as_int(co_await mb.recv());
+        received.fetch_add(1, std::memory_order_release);
+      }
+    } catch (const bastion::mailbox_closed&) {
+    }
+    co_return sum;
+  };
+  // Sends without suspending until the consumer took a message, for at most 5 s; returns
+  // how many it sent and whether the consumer ran meanwhile.
+  auto producer = [](mailbox& mb, std::atomic<long>& received) -> task<std::pair<long, bool>> {
+    const auto give_up = bastion::clock::now() + 5s;
+    long sent = 0;
+    for (int i = 1;; ++i) {
+      if (!mb.try_send(message::tell(i))) {
+        co_return std::pair{sent, false};
+      }
+      sent += i;
+      if (received.load(std::memory_order_acquire) > 0) {
+        co_return std::pair{sent, true};
+      }
+      if (i % 256 == 0 && bastion::clock::now() > give_up) {
+        co_return std::pair{sent, false};
+      }
+      for (int k = 0; k < 100; ++k) { // a little work per message, and no suspension
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+      }
+    }
+  };
+  auto c = rt.spawn(consumer(mb, received, started));
+  // Let the consumer park first, so the producer's first send is what wakes it.
+  REQUIRE(bastion::test::wait_until([&] { return started.load(); }, 10s));
+  std::this_thread::sleep_for(20ms);
+  const auto [sent, ran_beside] = rt.spawn(producer(mb, received)).join();
+  mb.close();
+  CHECK(ran_beside);
+  CHECK(std::move(c).join() == sent); // and nothing was lost
+  CHECK(dl.count() == 0);
+}
+
 TEST_CASE("mailbox: a late wake finds recv parked again, not spinning", "[mailbox]") {
   // One worker: a consumer that resumed empty-handed and waited for a message on it would
   // keep every other proc of the runtime from running.

@@ -117,6 +117,7 @@ void mailbox::enqueue(message&& m) noexcept {
   detail::mpsc_queue::push_at(tx_.head, m.release());
   std::atomic_thread_fence(std::memory_order_seq_cst);
   tx_.consumer.take().wake();
+  detail::note_message_sent();
   if (bounded_drop_oldest()) {
     trim_from_sender();
   }

@@ -114,6 +114,18 @@ public:
   runnable* take_oldest_lifo() noexcept;
   /// Polls one available task without parking; false when none was found.
   bool run_one_nested();
+  /// The proc being polled sent a message (see detail::note_message_sent).
+  void note_send() {
+    if (++sends_this_poll_ == long_poll_sends) {
+      flush_lifo();
+    }
+  }
+  /// True once the proc being polled has sent long_poll_sends messages: what it wakes goes
+  /// to the stealable queue, not the LIFO stack.
+  [[nodiscard]] bool long_poll() const noexcept { return sends_this_poll_ >= long_poll_sends; }
+
+  /// Messages one poll sends before its wakes become stealable (see note_message_sent).
+  static constexpr unsigned long_poll_sends = 64;
 
   runtime_impl& rt_;
   worker_placement place_;
@@ -129,6 +141,7 @@ public:
   unsigned lifo_bottom_ = 0; ///< ring index of the oldest entry
   unsigned lifo_count_ = 0;
   unsigned lifo_streak_ = 0;
+  unsigned sends_this_poll_ = 0; ///< messages sent by the proc being polled, this poll
   parker park_;
   std::vector<std::size_t> victims_;
   std::uint32_t rng_;

@@ -280,7 +280,10 @@ runnable* worker::steal_work() {
 void worker::run_task(runnable* t) {
   ++tick_;
   polls_.inc();
+  const unsigned outer_sends = sends_this_poll_; // a nested poll (block_on) resumes the count
+  sends_this_poll_ = 0;
   t->run();
+  sends_this_poll_ = outer_sends;
 }
 
 bool worker::run_one_nested() {

@@ -327,7 +327,8 @@ void schedule(proc_header* p, bool is_yield) noexcept {
   if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
     // The LIFO stack is for a proc woken by the proc running now (message ping-pong
     // locality). Wakes from the worker itself (timers) keep their order in the queue.
-    if (is_yield || current_proc() == nullptr) {
+    // A long poll (a producer) keeps this worker: what it wakes must be stealable.
+    if (is_yield || current_proc() == nullptr || w->long_poll()) {
       w->push_back(p);
     } else {
       w->push_lifo(p);
@@ -335,6 +336,12 @@ void schedule(proc_header* p, bool is_yield) noexcept {
     return;
   }
   rt->inject(p);
+}
+
+void note_message_sent() noexcept {
+  if (worker* w = current_worker()) {
+    w->note_send();
+  }
 }
 
 void submit(runtime_impl* rt, proc_header* p, bool lifo) noexcept {

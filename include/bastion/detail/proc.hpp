@@ -309,4 +309,13 @@ BASTION_NOINLINE proc_header* current_proc() noexcept;
 /// worker's runtime (a wake), else into the injector, or to its inline driver.
 void schedule(proc_header* p, bool is_yield) noexcept;
 
+/// Tells the current worker (if any) that the proc it is polling sent one more message.
+/// A proc that sends worker::long_poll_sends messages in one poll is a producer that will
+/// keep its worker busy: the procs it woke (on the worker's LIFO stack, which thieves cannot
+/// reach) move to its stealable queue, and what it wakes later in that poll goes there too,
+/// so other workers run the consumers meanwhile (Go lets thieves take a busy P's runnext
+/// for the same reason). Safe from any thread (a no-op off the workers). O(1); once per
+/// poll, O(LIFO depth).
+void note_message_sent() noexcept;
+
 } // namespace bastion::detail
