@@ -67,18 +67,20 @@ check "server still serves" "PONG" "$(rcli PING)"
 # Only the INFO connection itself is left: every aborted connection's actor ended.
 check "no connection leaked" "1" "$(info_field connected_clients)"
 # One connection child per client, and a finished one leaves the tree: after 100 clients one
-# after the other, only the INFO connection's child is left (the last ones may still be
-# leaving: wait up to 5 s).
+# after the other, at most the INFO connection's child is left (the last ones may still be
+# leaving: wait up to 5 s). At most: the INFO connection's child can answer before its
+# supervisor has counted its group (its creator starts it; the supervisor attaches the group
+# when it gets to the add event), so a loaded machine reads 0.
 for ((i = 0; i < 100; i++)); do
   rcli PING >/dev/null
 done
 actors=0
 for ((i = 0; i < 50; i++)); do
   actors=$(info_field connection_actors)
-  ((actors == 1)) && break
+  ((actors <= 1)) && break
   sleep 0.1
 done
-check "finished connection children leave the tree" 1 "$actors"
+((actors <= 1)); check "finished connection children leave the tree (${actors} left)" 0 $?
 rss2=$(rss_kb)
 grew=$((rss2 - rss0))
 ((grew < 65536)); check "memory stable after 270 aborted connections (grew ${grew} KiB)" 0 $?
