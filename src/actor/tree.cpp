@@ -158,9 +158,14 @@ void settle_self(child_slot* s) noexcept {
 
 // The null checks cannot fire (a waker never holds null); they spare g++-12 a false
 // -Wstringop-overflow on the null path of the base-to-derived cast.
-void exit_wake(wake_target* t) noexcept {
+/// The slot's waker entry: its proc's completion (wake), or the waker let go unused (drop).
+void exit_entry(wake_target* t, wake_mode m) noexcept {
   auto* s = static_cast<child_slot*>(t);
   if (s == nullptr) {
+    return;
+  }
+  if (m == wake_mode::drop) {
+    release_slot(s);
     return;
   }
   if (settles_itself(*s->group)) {
@@ -178,11 +183,6 @@ void exit_wake(wake_target* t) noexcept {
     }
   }
   queue_exit(s);
-}
-void exit_drop(wake_target* t) noexcept {
-  if (auto* s = static_cast<child_slot*>(t); s != nullptr) {
-    release_slot(s);
-  }
 }
 
 } // namespace
@@ -225,13 +225,7 @@ child_slot::child_slot(
     , group(std::move(g))
     , mb(cfg, sink)
     , ctx(*this) {
-  wake_fn_ = [](wake_target* t, wake_mode m) noexcept {
-    if (m == wake_mode::wake) {
-      exit_wake(t);
-    } else {
-      exit_drop(t);
-    }
-  };
+  wake_fn_ = &exit_entry;
 }
 
 child_slot::~child_slot() {

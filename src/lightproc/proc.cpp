@@ -138,8 +138,12 @@ void poll_proc(proc_header* p) noexcept {
   }
 }
 
-void proc_header::poll(runnable* r) noexcept {
-  poll_proc(static_cast<proc_header*>(r));
+void proc_header::enter(runnable* r, run_mode m) noexcept {
+  if (m == run_mode::poll) {
+    poll_proc(static_cast<proc_header*>(r));
+  } else {
+    cancel_queued(r);
+  }
 }
 
 void proc_header::cancel_queued(runnable* r) noexcept {
@@ -148,9 +152,13 @@ void proc_header::cancel_queued(runnable* r) noexcept {
   complete_proc(p, closed);
 }
 
-void proc_header::wake_by_ref_release(wake_target* t) noexcept {
-  // One CAS both updates the flags and drops the waker's reference.
+void proc_header::wake_entry(wake_target* t, wake_mode m) noexcept {
   auto* p = static_cast<proc_header*>(t);
+  if (m == wake_mode::drop) {
+    p->release();
+    return;
+  }
+  // One CAS both updates the flags and drops the waker's reference.
   auto s = p->state_.load(std::memory_order_relaxed);
   for (;;) {
     if (s & (complete | scheduled)) {
@@ -170,10 +178,6 @@ void proc_header::wake_by_ref_release(wake_target* t) noexcept {
       return;
     }
   }
-}
-
-void proc_header::drop_waker(wake_target* t) noexcept {
-  static_cast<proc_header*>(t)->release();
 }
 
 void proc_header::request_cancel() noexcept {

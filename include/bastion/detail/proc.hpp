@@ -180,22 +180,14 @@ public:
   }
 
   // ---- executor entry points (implemented in src/lightproc/proc.cpp) ----
-  /// Polls once. @pre the caller took it from a queue (state has `scheduled`).
-  static void poll(runnable* r) noexcept;
+  /// The runnable entry point: polls once (run_mode::poll; @pre the caller took it from a
+  /// queue, so the state has `scheduled`) or completes it as cancelled at shutdown.
+  static void enter(runnable* r, run_mode m) noexcept;
   /// Shutdown path: destroys the body and completes it as cancelled.
   static void cancel_queued(runnable* r) noexcept;
-  /// The runnable entry point: poll() or cancel_queued() by `m`.
-  static void enter(runnable* r, run_mode m) noexcept {
-    if (m == run_mode::poll) {
-      poll(r);
-    } else {
-      cancel_queued(r);
-    }
-  }
-  /// Wakes it (schedules it unless running, scheduled or complete); consumes one reference.
-  static void wake_by_ref_release(wake_target* t) noexcept;
-  /// Drops one reference held by a waker.
-  static void drop_waker(wake_target* t) noexcept;
+  /// The waker entry point: wake_mode::wake schedules it unless running, scheduled or
+  /// complete; either way it consumes one reference.
+  static void wake_entry(wake_target* t, wake_mode m) noexcept;
   /// Requests cancellation (join_handle::cancel). Safe from any thread.
   void request_cancel() noexcept;
   /// Completes a proc that could not be submitted: closed + rejected; drops the body ref.
@@ -217,13 +209,7 @@ public:
 protected:
   proc_header() noexcept {
     entry_ = &enter;
-    wake_fn_ = [](wake_target* t, wake_mode m) noexcept {
-      if (m == wake_mode::wake) {
-        wake_by_ref_release(t);
-      } else {
-        drop_waker(t);
-      }
-    };
+    wake_fn_ = &wake_entry;
   }
   virtual ~proc_header() = default;
 
