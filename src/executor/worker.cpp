@@ -60,6 +60,13 @@ std::uint32_t xorshift(std::uint32_t& s) {
 worker* current_worker() noexcept {
   return tl_worker;
 }
+void note_message_sent() noexcept {
+  // On every send: read the thread-local here rather than through current_worker() (a
+  // second out-of-line call).
+  if (worker* w = tl_worker) {
+    w->note_send();
+  }
+}
 runtime_impl* current_runtime() noexcept {
   return tl_runtime;
 }

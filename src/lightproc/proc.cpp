@@ -342,12 +342,6 @@ void schedule(proc_header* p, bool is_yield) noexcept {
   rt->inject(p);
 }
 
-void note_message_sent() noexcept {
-  if (worker* w = current_worker()) {
-    w->note_send();
-  }
-}
-
 void submit(runtime_impl* rt, proc_header* p, bool lifo) noexcept {
   worker* w = current_worker();
   if (w != nullptr && &w->rt_ == rt && !rt->shutdown_.load(std::memory_order_relaxed)) {
