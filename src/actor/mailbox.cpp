@@ -46,29 +46,25 @@ struct mailbox::sender_list {
   std::deque<send_operation*> waiting; ///< guarded by mu
 };
 
-namespace {
-/// The receiver side's copy of a mailbox's bound and policy.
-template <class Mode>
-Mode mode_of(std::uint32_t cap, overflow_policy p) noexcept {
+mailbox::mode mailbox::mode_of(std::uint32_t cap, overflow_policy p) noexcept {
   if (cap == 0) {
-    return Mode::unbounded;
+    return mode::unbounded;
   }
   switch (p) {
   case overflow_policy::drop_oldest:
-    return Mode::drop_oldest;
+    return mode::drop_oldest;
   case overflow_policy::backpressure:
-    return Mode::backpressure;
+    return mode::backpressure;
   case overflow_policy::reject:
     break;
   }
-  return Mode::reject;
+  return mode::reject;
 }
-} // namespace
 
 mailbox::mailbox(mailbox_config cfg, dead_letters& sink)
     : tx_(clamp_capacity(cfg.capacity_), cfg.policy_)
     , rare_(sink)
-    , rx_(&rare_.stub, mode_of<mode>(clamp_capacity(cfg.capacity_), cfg.policy_)) {
+    , rx_(&rare_.stub, mode_of(tx_.cap, tx_.policy)) {
   tx_.head.store(&rare_.stub, std::memory_order_relaxed);
   if (bounded_backpressure()) {
     rare_.senders = new sender_list;
@@ -504,7 +500,7 @@ std::size_t mailbox::drain_to_dead_letters(dead_letter_reason r) {
     if (locked) {
       lock_consumer();
     }
-    auto st = detail::mpsc_queue::pop_at(tx_.head, rx_.tail, rare_.stub, node);
+    auto st = pop_node(node);
     if (locked) {
       unlock_consumer();
     }

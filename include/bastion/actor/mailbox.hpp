@@ -234,13 +234,14 @@ private:
   [[nodiscard]] std::int64_t queued(std::memory_order o) const noexcept;
   /// The consumer took one message out of the queue.
   void note_taken() noexcept;
+  /// Pops the oldest node into `out` (see detail::mpsc_queue::pop). Only the consumer.
+  detail::mpsc_queue::pop_status pop_node(detail::mpsc_node*& out) noexcept {
+    return detail::mpsc_queue::pop_at(tx_.head, rx_.tail, rare_.stub, out);
+  }
   /// Pops the oldest node, or null (empty, or a sender is mid-push). Only the consumer.
   detail::mpsc_node* pop_node() noexcept {
     detail::mpsc_node* n = nullptr;
-    return detail::mpsc_queue::pop_at(tx_.head, rx_.tail, rare_.stub, n)
-                   == detail::mpsc_queue::pop_status::item
-               ? n
-               : nullptr;
+    return pop_node(n) == detail::mpsc_queue::pop_status::item ? n : nullptr;
   }
   detail::envelope* trim_locked(std::size_t keep) noexcept;
   void record_chain(detail::envelope* chain, dead_letter_reason r) noexcept;
@@ -296,6 +297,8 @@ private:
   //            has_senders mirrors "the list is not empty" (set true provisionally by a sender
   //            before its admission retry: a Dekker pair with the consumer's size decrement).
   enum class mode : std::uint8_t { unbounded, reject, drop_oldest, backpressure };
+  /// The receiver side's copy of a bound and policy.
+  static mode mode_of(std::uint32_t cap, overflow_policy p) noexcept;
   struct alignas(16) sender_side {
     sender_side(std::uint32_t c, overflow_policy p) noexcept
         : head(nullptr) // the stub, once the mailbox has built it
