@@ -446,6 +446,21 @@ task<read_outcome> read_until_reset(tcp_listener* l, std::atomic<int>* phase) {
   co_return co_await read_once(&s, std::nullopt);
 }
 
+/// Reads one byte (the socket is registered, its buffer not drained), sleeps while the
+/// reactor reports the peer's data and end of stream, reads the rest into a larger buffer (a
+/// short read: the buffer is drained), then reads once more with a limit. Yields the three
+/// byte counts; the last must be 0 (the end of stream), not a timeout.
+task<std::vector<std::size_t>> short_read_then_end(tcp_stream* s) {
+  std::vector<std::size_t> got;
+  std::array<char, 1> one{};
+  got.push_back(co_await s->read_some(one));
+  co_await bastion::sleep_for(50ms);
+  std::array<char, 64> buf{};
+  got.push_back(co_await s->read_some(buf));
+  got.push_back(co_await s->read_some(buf, 2s));
+  co_return got;
+}
+
 /// Writes to `s` until a write fails; yields that error (the peer reset the connection).
 task<std::error_code> write_until_error(tcp_stream s) {
   const std::string chunk(64 * 1024, 'w');
@@ -874,6 +889,26 @@ TEST_CASE("a peer that resets the connection mid-read: connection_reset", "[io][
     const auto e = rt.run(write_until_error(std::move(s)));
     CAPTURE(e.message());
     REQUIRE((e == std::errc::broken_pipe || e == std::errc::connection_reset));
+  }
+  REQUIRE(fds_back_to(baseline));
+  REQUIRE(fx.destroy_runtime());
+}
+
+// A read shorter than its buffer drained the socket, so the next read waits for an edge
+// without trying recv first. The peer's end of stream is a final state: once the reactor
+// has reported it, no later edge repeats it, and the next read must still return 0.
+TEST_CASE("after a short read, the next read still sees the end of stream", "[io][tcp][eof]") {
+  checked_runtime fx;
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
+  {
+    auto l = rt.run(listen_loopback());
+    auto peer = plain_socket::connect_to(l.local_port());
+    auto s = rt.run(accept_one(&l));
+    REQUIRE(peer.send_all("abc"));
+    REQUIRE(::shutdown(peer.fd(), SHUT_WR) == 0);
+    const auto got = rt.spawn(short_read_then_end(&s)).join();
+    REQUIRE(got == std::vector<std::size_t>{1, 2, 0});
   }
   REQUIRE(fds_back_to(baseline));
   REQUIRE(fx.destroy_runtime());

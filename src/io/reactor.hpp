@@ -62,6 +62,24 @@ public:
   }
   waker_slot& slot(io_dir d) noexcept { return waiters_[static_cast<unsigned>(d)]; }
 
+  /// Records that a syscall in direction `d`, begun after sequence `seen`, found the kernel's
+  /// buffer drained (a read shorter than its buffer, a write shorter than its data). Owner of
+  /// the direction only (one read and one write at a time).
+  void note_drained(io_dir d, std::uint32_t seen) noexcept {
+    drained_[static_cast<unsigned>(d)] = {seen, true};
+  }
+  /// Forgets note_drained (the last syscall filled its buffer or failed). Owner only.
+  void note_not_drained(io_dir d) noexcept { drained_[static_cast<unsigned>(d)].valid = false; }
+  /// True when the syscall in direction `d` would only return EAGAIN: the buffer was drained
+  /// after sequence `seen` and no edge came since, and no hang-up or error was reported (a
+  /// hang-up is a final state that no later edge repeats: the next syscall must see it).
+  /// The skip Tokio makes after a short read (its readiness clear keeps the closed bits).
+  /// Owner of the direction only.
+  [[nodiscard]] bool would_block(io_dir d, std::uint32_t seen) const noexcept {
+    const auto& dr = drained_[static_cast<unsigned>(d)];
+    return dr.valid && dr.seq == seen && !hung_up_.load(std::memory_order_acquire);
+  }
+
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   /// Drops a reference; the last one closes the fd and retires the object.
   void release() noexcept;
@@ -83,6 +101,12 @@ private:
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<bool> closed_{false};
   std::atomic<std::uint32_t> ready_seq_[2] = {0, 0};
+  std::atomic<bool> hung_up_{false}; // EPOLLRDHUP, EPOLLHUP or EPOLLERR seen: set before a bump
+  struct drained_mark {
+    std::uint32_t seq = 0;
+    bool valid = false;
+  };
+  drained_mark drained_[2]; // note_drained: each written by its direction's owner only
   waker_slot waiters_[2];
   io_source* next_retired_ = nullptr; // guarded by reactor::retired_mu_
   io_source* prev_live_ = nullptr;    // the registry of open sources: reactor::live_mu_

@@ -170,7 +170,17 @@ struct tcp_access {
     }
     for (;;) {
       const auto seen = s->seq(io_dir::read);
+      if (s->would_block(io_dir::read, seen)) {
+        // The last read drained the socket and no edge came since: recv would say EAGAIN.
+        co_await readiness_operation(s.get(), io_dir::read, seen, deadline, "read");
+        continue;
+      }
       const ssize_t n = ::recv(s->fd(), buf.data(), buf.size(), 0);
+      if (n > 0 && static_cast<std::size_t>(n) < buf.size()) {
+        s->note_drained(io_dir::read, seen); // TCP copies all it holds: the queue was empty
+        co_return static_cast<std::size_t>(n);
+      }
+      s->note_not_drained(io_dir::read);
       if (n >= 0) {
         co_return static_cast<std::size_t>(n);
       }
