@@ -9,7 +9,9 @@
 #include "io/reactor.hpp"
 #include "support.hpp"
 
+#include <arpa/inet.h>
 #include <catch2/catch.hpp>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,6 +64,47 @@ task<std::string> ask_echo(std::uint16_t port, std::string msg) {
   co_return back;
 }
 
+/// Accepts one connection and echoes `rounds` reads back.
+task<int> echo_rounds(tcp_listener& l, int rounds) {
+  auto s = co_await l.accept();
+  char buf[64];
+  for (int i = 0; i < rounds; ++i) {
+    const auto n = co_await s.read_some(buf);
+    co_await s.write_all(std::span<const char>(buf, n));
+  }
+  co_return rounds;
+}
+
+/// Times the runtime's workers went to sleep, all together.
+std::uint64_t parks_of(const bastion::runtime& rt) {
+  std::uint64_t n = 0;
+  for (const auto& w : rt.stats().workers) {
+    n += w.parks;
+  }
+  return n;
+}
+
+/// A blocking client socket connected to 127.0.0.1:`port` (-1 on failure).
+int connect_blocking(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// Sends the byte `c` on the blocking socket `fd` and reads one byte back: true if it is `c`.
+bool round_trip(int fd, char c) {
+  char back = 0;
+  return ::send(fd, &c, 1, MSG_NOSIGNAL) == 1 && ::recv(fd, &back, 1, MSG_WAITALL) == 1
+         && back == c;
+}
+
 } // namespace
 
 TEST_CASE("an idle runtime with a listening socket uses (almost) no CPU", "[io][reactor]") {
@@ -80,6 +123,31 @@ TEST_CASE("an idle runtime with a listening socket uses (almost) no CPU", "[io][
   CHECK(cpu < wall / 10);
   CHECK(rt.run(ask_echo(l.local_port(), "ping")) == "ping");
   CHECK(std::move(h).join() == 4);
+}
+
+TEST_CASE("a worker out of work polls its sockets for io_spin before it parks", "[io][reactor]") {
+  for (const std::chrono::microseconds spin : {0us, 3'000'000us}) {
+    CAPTURE(spin.count());
+    bastion::runtime rt(bastion::runtime_config{}.workers(1).pin_workers(false).io_spin(spin));
+    auto l = tcp_listener::bind("127.0.0.1", 0);
+    auto h = rt.spawn(echo_rounds(l, 2));
+    const int fd = connect_blocking(l.local_port());
+    REQUIRE(fd >= 0);
+    REQUIRE(round_trip(fd, 'a'));
+    std::this_thread::sleep_for(20ms); // the echo proc waits in its second read
+    const auto before = parks_of(rt);
+    REQUIRE(round_trip(fd, 'b'));
+    if (spin.count() == 0) {
+      // Parked in epoll_wait, woken by 'b', and parked again once the proc is done.
+      CHECK(bastion::test::wait_until([&] { return parks_of(rt) > before; }));
+    } else {
+      // Still within the window: the worker served 'b' from its spin and spins on.
+      std::this_thread::sleep_for(20ms);
+      CHECK(parks_of(rt) == before);
+    }
+    CHECK(std::move(h).join() == 2);
+    ::close(fd);
+  }
 }
 
 TEST_CASE("sockets are served while every worker stays busy", "[io][reactor]") {

@@ -751,6 +751,10 @@ TEST_CASE(
       }),
       Catch::Contains("blocking_keep_alive"));
   REQUIRE_THAT(
+      invalid_argument_message(
+          [] { bastion::runtime_config{}.workers(1).io_spin(-1us).validate(); }),
+      Catch::Contains("io_spin"));
+  REQUIRE_THAT(
       invalid_argument_message([] { bastion::runtime_config{}.workers(0).validate(); }),
       Catch::Contains("workers"));
   REQUIRE_NOTHROW(bastion::runtime_config{}.workers(3).blocking_threads(1).validate());
@@ -763,6 +767,7 @@ TEST_CASE("runtime_config's setters and defaults", "[runtime][config]") {
   REQUIRE(def.cpu_set().empty());
   REQUIRE_FALSE(def.blocking_threads().has_value());
   REQUIRE(def.blocking_keep_alive() == 2000ms);
+  REQUIRE(def.io_spin() == 50us);
   REQUIRE_FALSE(def.synthetic_topology().has_value());
 
   auto cfg = bastion::runtime_config{}
@@ -771,12 +776,14 @@ TEST_CASE("runtime_config's setters and defaults", "[runtime][config]") {
                  .cpu_set({0, 1})
                  .blocking_threads(7)
                  .blocking_keep_alive(50ms)
+                 .io_spin(0us)
                  .synthetic_topology("core:2 pu:1");
   REQUIRE(cfg.workers() == std::size_t{3});
   REQUIRE_FALSE(cfg.pin_workers());
   REQUIRE(cfg.cpu_set() == std::vector<unsigned>{0, 1});
   REQUIRE(cfg.blocking_threads() == std::size_t{7});
   REQUIRE(cfg.blocking_keep_alive() == 50ms);
+  REQUIRE(cfg.io_spin() == 0us);
   REQUIRE(cfg.synthetic_topology() == std::string("core:2 pu:1"));
 }
 

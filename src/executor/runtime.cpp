@@ -345,6 +345,11 @@ void runtime_config::validate() const {
   if (blocking_keep_alive_.count() < 0) {
     throw std::invalid_argument("bastion::runtime_config: blocking_keep_alive is negative");
   }
+  if (io_spin_.count() < 0) {
+    throw std::invalid_argument(
+        "bastion::runtime_config: io_spin is negative (" + std::to_string(io_spin_.count())
+        + " µs)");
+  }
 }
 
 runtime::runtime(runtime_config cfg)

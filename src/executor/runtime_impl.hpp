@@ -104,8 +104,14 @@ public:
   /// Puts `r` on top of the LIFO stack; when the stack is full its oldest entry moves to the
   /// local queue, where thieves can reach it.
   void push_lifo(runnable* r);
-  /// Polls the reactor without blocking when no worker holds the driver role.
-  void poll_io_now();
+  /// Polls the reactor without blocking when no worker holds the driver role; false when
+  /// another worker held it (nothing was polled).
+  bool poll_io_now();
+  /// Before a park, while sockets are registered: polls them (and the local queues, and the
+  /// other workers' queues) for up to runtime_config::io_spin. Returns the first task found,
+  /// or null when the window passed (or the runtime shuts down) with nothing to run, or
+  /// another worker holds the driver role (at most one worker spins on the sockets).
+  runnable* spin_on_io();
   /// Moves the LIFO stack, oldest first, to the local queue (so thieves can reach it).
   void flush_lifo();
   /// Takes the top of the LIFO stack, or null when it is empty.

@@ -40,6 +40,9 @@ constexpr std::uint64_t notify_interval = 16;
 
 /// Steal attempts a searching worker makes, a short pause apart, before it parks.
 constexpr unsigned spin_rounds = 32;
+/// Pause instructions between two socket polls of spin_on_io: each epoll_wait takes the
+/// epoll instance's lock, which the peers' sends (ep_poll_callback) take too.
+constexpr unsigned io_spin_pauses = 64;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -184,14 +187,45 @@ runnable* worker::take_oldest_lifo() noexcept {
   return oldest;
 }
 
-void worker::poll_io_now() {
+bool worker::poll_io_now() {
   std::int64_t none = runtime_impl::no_driver;
   if (!rt_.timer_driver_.compare_exchange_strong(
           none, static_cast<std::int64_t>(place_.worker), std::memory_order_seq_cst)) {
-    return; // the driver (parked in epoll_wait) or another poller serves the sockets
+    return false; // the driver (parked in epoll_wait) or another poller serves the sockets
   }
   rt_.reactor_->poll(std::chrono::steady_clock::time_point{}); // does not block
   rt_.timer_driver_.store(runtime_impl::no_driver, std::memory_order_seq_cst);
+  return true;
+}
+
+runnable* worker::spin_on_io() {
+  const auto window = rt_.cfg_.io_spin();
+  if (window.count() == 0 || rt_.reactor_->registered() == 0) {
+    return nullptr;
+  }
+  const bool can_steal = rt_.workers_.size() > 1;
+  const auto until = std::chrono::steady_clock::now() + window;
+  do {
+    if (!poll_io_now()) {
+      return nullptr; // another worker polls the sockets: one spinner per runtime is enough
+    }
+    // What the poll woke landed on this worker.
+    if (runnable* t = next_local_task()) {
+      return t;
+    }
+    if (can_steal) {
+      if (runnable* t = steal_work()) {
+        return t;
+      }
+    }
+    if (rt_.shutdown_.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
+    for (unsigned k = 0; k < io_spin_pauses; ++k) {
+      cpu_relax();
+    }
+  } while (std::chrono::steady_clock::now() < until);
+  return nullptr;
 }
 
 void worker::flush_lifo() {
@@ -344,6 +378,14 @@ void worker::main_loop() {
         run_task(t);
         continue;
       }
+    }
+    if (runnable* t = spin_on_io()) {
+      if (searching_) {
+        searching_ = false;
+        rt_.transition_from_searching();
+      }
+      run_task(t);
+      continue;
     }
     if (const auto fired = rt_.fire_timers(std::chrono::steady_clock::now()); fired > 0) {
       timers_fired_.inc(fired);

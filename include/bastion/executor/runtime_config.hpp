@@ -45,6 +45,18 @@ public:
     blocking_keep_alive_ = d;
     return *this;
   }
+  /// How long a worker that ran out of work keeps polling the sockets (epoll_wait with a zero
+  /// timeout) before it parks, while any socket is registered (default 50 µs; zero parks at
+  /// once). Two-phase waiting (spin, then block: Ousterhout 1982; Karlin et al., "Empirical
+  /// studies of competitive spinning", SOSP 1991): a request that arrives within the window
+  /// is served without a sleep and a wake-up, and the peer that sends it does not pay for
+  /// waking this thread (on loopback that cost falls on the sender's send()). A server that
+  /// stays idle longer than the window parks and uses no CPU. Negative values are rejected
+  /// by validate().
+  runtime_config& io_spin(std::chrono::microseconds d) {
+    io_spin_ = d;
+    return *this;
+  }
   /// Plans worker placement on an hwloc synthetic topology instead of the machine (for
   /// tests; forces pin_workers(false)). Example: "package:2 numa:1 core:4 pu:2".
   runtime_config& synthetic_topology(std::string description) {
@@ -61,13 +73,14 @@ public:
   [[nodiscard]] std::chrono::milliseconds blocking_keep_alive() const noexcept {
     return blocking_keep_alive_;
   }
+  [[nodiscard]] std::chrono::microseconds io_spin() const noexcept { return io_spin_; }
   [[nodiscard]] const std::optional<std::string>& synthetic_topology() const noexcept {
     return synthetic_topology_;
   }
 
   /// Checks the fields that can be checked without a topology: throws
   /// std::invalid_argument naming the field ("workers", "blocking_threads",
-  /// "blocking_keep_alive"). CPU-set membership is checked against the topology by the
+  /// "blocking_keep_alive", "io_spin"). CPU-set membership is checked against the topology by the
   /// runtime ("cpu_set").
   void validate() const;
 
@@ -77,6 +90,7 @@ private:
   std::vector<unsigned> cpu_set_;
   std::optional<std::size_t> blocking_threads_;
   std::chrono::milliseconds blocking_keep_alive_{2000};
+  std::chrono::microseconds io_spin_{50};
   std::optional<std::string> synthetic_topology_;
 };
 
