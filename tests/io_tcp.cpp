@@ -415,6 +415,21 @@ task<tcp_stream> accept_one(tcp_listener* l) {
   co_return co_await l->accept();
 }
 
+/// A connection on loopback: the listener, a plain blocking peer, and the stream `rt`
+/// accepted from it.
+struct loopback_pair {
+  tcp_listener listener;
+  plain_socket peer;
+  tcp_stream stream;
+};
+
+loopback_pair connect_pair(bastion::runtime& rt) {
+  auto l = rt.run(listen_loopback());
+  auto peer = plain_socket::connect_to(l.local_port());
+  auto s = rt.run(accept_one(&l));
+  return {std::move(l), std::move(peer), std::move(s)};
+}
+
 /// What a reader saw: bytes read, or the error that ended it.
 struct read_outcome {
   std::size_t bytes = 0;
@@ -458,6 +473,25 @@ task<std::vector<std::size_t>> short_read_then_end(tcp_stream* s) {
   std::array<char, 64> buf{};
   got.push_back(co_await s->read_some(buf));
   got.push_back(co_await s->read_some(buf, 2s));
+  co_return got;
+}
+
+/// Reads the peer's first bytes (a short read: the socket is marked drained), makes the
+/// peer send "def" (queued at once on loopback; its edge is not polled while this proc
+/// keeps the only worker), then reads with a zero limit. Yields what that read got.
+task<std::string> short_read_then_zero_limit(tcp_stream* s, plain_socket* peer) {
+  std::array<char, 64> buf{};
+  (void)co_await s->read_some(buf);
+  if (!peer->send_all("def")) {
+    co_return "send failed";
+  }
+  std::string got;
+  try {
+    const auto n = co_await s->read_some(buf, 0ns);
+    got.assign(buf.data(), n);
+  } catch (const bastion::timed_out&) {
+    got = "timed out";
+  }
   co_return got;
 }
 
@@ -902,13 +936,31 @@ TEST_CASE("after a short read, the next read still sees the end of stream", "[io
   auto& rt = fx.rt();
   const auto baseline = fx.baseline();
   {
-    auto l = rt.run(listen_loopback());
-    auto peer = plain_socket::connect_to(l.local_port());
-    auto s = rt.run(accept_one(&l));
-    REQUIRE(peer.send_all("abc"));
-    REQUIRE(::shutdown(peer.fd(), SHUT_WR) == 0);
-    const auto got = rt.spawn(short_read_then_end(&s)).join();
+    auto c = connect_pair(rt);
+    REQUIRE(c.peer.send_all("abc"));
+    REQUIRE(::shutdown(c.peer.fd(), SHUT_WR) == 0);
+    const auto got = rt.spawn(short_read_then_end(&c.stream)).join();
     REQUIRE(got == std::vector<std::size_t>{1, 2, 0});
+  }
+  REQUIRE(fds_back_to(baseline));
+  REQUIRE(fx.destroy_runtime());
+}
+
+// The skip after a short read waits for an edge first; with a zero limit, the deadline can
+// pass before the reactor polls the edge of bytes already queued. The read must then try
+// recv once more, not report a timeout. One worker that parks at once (io_spin 0) fires the
+// timer before any poll.
+TEST_CASE(
+    "after a short read, a read with a zero limit still gets queued bytes", "[io][tcp][timeout]") {
+  (void)suite_fd_baseline();
+  checked_runtime fx{
+      bastion::runtime_config{}.workers(1).pin_workers(false).io_spin(0us), open_fds()};
+  auto& rt = fx.rt();
+  const auto baseline = fx.baseline();
+  {
+    auto c = connect_pair(rt);
+    REQUIRE(c.peer.send_all("abc"));
+    REQUIRE(rt.spawn(short_read_then_zero_limit(&c.stream, &c.peer)).join() == "def");
   }
   REQUIRE(fds_back_to(baseline));
   REQUIRE(fx.destroy_runtime());
@@ -919,10 +971,8 @@ TEST_CASE("read_some with a limit times out, and the stream stays usable", "[io]
   auto& rt = fx.rt();
   const auto baseline = fx.baseline();
   {
-    auto l = rt.run(listen_loopback());
-    auto peer = plain_socket::connect_to(l.local_port());
-    auto s = rt.run(accept_one(&l));
-    const auto r = rt.spawn(read_with_limit_then_read(&s, &peer)).join();
+    auto c = connect_pair(rt);
+    const auto r = rt.spawn(read_with_limit_then_read(&c.stream, &c.peer)).join();
     REQUIRE(r.timed_out);
     REQUIRE(r.waited >= 50ms);
     REQUIRE(r.got == "still here");

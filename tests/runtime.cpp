@@ -755,6 +755,9 @@ TEST_CASE(
           [] { bastion::runtime_config{}.workers(1).io_spin(-1us).validate(); }),
       Catch::Contains("io_spin"));
   REQUIRE_THAT(
+      invalid_argument_message([] { bastion::runtime_config{}.workers(1).io_spin(2s).validate(); }),
+      Catch::Contains("io_spin"));
+  REQUIRE_THAT(
       invalid_argument_message([] { bastion::runtime_config{}.workers(0).validate(); }),
       Catch::Contains("workers"));
   REQUIRE_NOTHROW(bastion::runtime_config{}.workers(3).blocking_threads(1).validate());

@@ -177,7 +177,8 @@ void runtime_impl::timer_insert(timer_entry* e) {
 
 void runtime_impl::wake_driver() noexcept {
   if (const auto d = timer_driver_.load(std::memory_order_seq_cst); d != no_driver) {
-    workers_[static_cast<std::size_t>(d)]->park_.unpark();
+    // A worker that only polls is awake: the unpark makes its next park return at once.
+    workers_[static_cast<std::size_t>(d & ~polling_tag)]->park_.unpark();
     return;
   }
   // No driver: wake any parked worker so one becomes the driver.
@@ -345,10 +346,10 @@ void runtime_config::validate() const {
   if (blocking_keep_alive_.count() < 0) {
     throw std::invalid_argument("bastion::runtime_config: blocking_keep_alive is negative");
   }
-  if (io_spin_.count() < 0) {
+  if (io_spin_.count() < 0 || io_spin_ > std::chrono::seconds(1)) {
     throw std::invalid_argument(
-        "bastion::runtime_config: io_spin is negative (" + std::to_string(io_spin_.count())
-        + " µs)");
+        "bastion::runtime_config: io_spin must be within 0 µs and 1 s, not "
+        + std::to_string(io_spin_.count()) + " µs");
   }
 }
 

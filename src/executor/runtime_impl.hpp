@@ -100,17 +100,23 @@ public:
   runnable* steal_work();
   /// Polls `t` once (what it wakes goes on the LIFO stack, polled by next_local_task).
   void run_task(runnable* t);
+  /// Leaves the searching state (if in it), then run_task(t): what the main loop does with
+  /// a task it found.
+  void run_found(runnable* t);
   void push_back(runnable* r);
   /// Puts `r` on top of the LIFO stack; when the stack is full its oldest entry moves to the
   /// local queue, where thieves can reach it.
   void push_lifo(runnable* r);
-  /// Polls the reactor without blocking when no worker holds the driver role; false when
-  /// another worker held it (nothing was polled).
+  /// Polls the reactor without blocking when no worker holds the driver role (holding it,
+  /// tagged polling_tag, for the poll); false when another worker held it (nothing was
+  /// polled). The worker's own thread only.
   bool poll_io_now();
-  /// Before a park, while sockets are registered: polls them (and the local queues, and the
-  /// other workers' queues) for up to runtime_config::io_spin. Returns the first task found,
-  /// or null when the window passed (or the runtime shuts down) with nothing to run, or
-  /// another worker holds the driver role (at most one worker spins on the sockets).
+  /// Before a park, while sockets are registered: polls them and the local queues (and,
+  /// while searching, the other workers' queues) for up to runtime_config::io_spin, and no
+  /// later than the next timer's deadline. Returns the first task found, or null when the
+  /// window passed (or a timer came due, or the runtime shuts down) with nothing to run, or
+  /// another worker holds the driver role (at most one worker spins on the sockets). The
+  /// worker's own thread only; the caller leaves the searching state when a task is found.
   runnable* spin_on_io();
   /// Moves the LIFO stack, oldest first, to the local queue (so thieves can reach it).
   void flush_lifo();
@@ -237,7 +243,12 @@ public:
   timer_heap timers_;
   std::atomic<std::int64_t> next_deadline_ns_{INT64_MAX};
   static constexpr std::int64_t no_driver = -1;
-  std::atomic<std::int64_t> timer_driver_{no_driver}; // index of the driver, or no_driver
+  /// Or-ed into timer_driver_ by a worker that holds the role only for a non-blocking poll
+  /// (poll_io_now): a worker about to park waits for it to let go rather than park without
+  /// the role.
+  static constexpr std::int64_t polling_tag = std::int64_t{1} << 32;
+  // Index of the driver (| polling_tag while it only polls), or no_driver.
+  std::atomic<std::int64_t> timer_driver_{no_driver};
 
   std::unique_ptr<blocking_pool> blocking_;
   // The epoll reactor. The parked driver waits in it whenever a source is registered.

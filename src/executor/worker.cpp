@@ -43,6 +43,8 @@ constexpr unsigned spin_rounds = 32;
 /// Pause instructions between two socket polls of spin_on_io: each epoll_wait takes the
 /// epoll instance's lock, which the peers' sends (ep_poll_callback) take too.
 constexpr unsigned io_spin_pauses = 64;
+/// Pauses a parking worker waits, at most, for a poller to give the driver role back.
+constexpr unsigned driver_waits = 4096;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -190,7 +192,9 @@ runnable* worker::take_oldest_lifo() noexcept {
 bool worker::poll_io_now() {
   std::int64_t none = runtime_impl::no_driver;
   if (!rt_.timer_driver_.compare_exchange_strong(
-          none, static_cast<std::int64_t>(place_.worker), std::memory_order_seq_cst)) {
+          none,
+          static_cast<std::int64_t>(place_.worker) | runtime_impl::polling_tag,
+          std::memory_order_seq_cst)) {
     return false; // the driver (parked in epoll_wait) or another poller serves the sockets
   }
   rt_.reactor_->poll(std::chrono::steady_clock::time_point{}); // does not block
@@ -203,7 +207,7 @@ runnable* worker::spin_on_io() {
   if (window.count() == 0 || rt_.reactor_->registered() == 0) {
     return nullptr;
   }
-  const bool can_steal = rt_.workers_.size() > 1;
+  const bool can_steal = searching_ && rt_.workers_.size() > 1; // searchers are capped
   const auto until = std::chrono::steady_clock::now() + window;
   do {
     if (!poll_io_now()) {
@@ -224,8 +228,14 @@ runnable* worker::spin_on_io() {
     for (unsigned k = 0; k < io_spin_pauses; ++k) {
       cpu_relax();
     }
-  } while (std::chrono::steady_clock::now() < until);
-  return nullptr;
+    const auto now = std::chrono::steady_clock::now();
+    if (to_ns(now) >= rt_.next_deadline_ns_.load(std::memory_order_relaxed)) {
+      return nullptr; // a timer is due: the main loop fires it
+    }
+    if (now >= until) {
+      return nullptr;
+    }
+  } while (true);
 }
 
 void worker::flush_lifo() {
@@ -327,6 +337,14 @@ void worker::run_task(runnable* t) {
   sends_this_poll_ = outer_sends;
 }
 
+void worker::run_found(runnable* t) {
+  if (searching_) {
+    searching_ = false;
+    rt_.transition_from_searching(); // the last searcher wakes a parked worker
+  }
+  run_task(t);
+}
+
 bool worker::run_one_nested() {
   runnable* t = next_local_task();
   if (t == nullptr) {
@@ -344,11 +362,7 @@ void worker::main_loop() {
   tl_runtime = &rt_;
   while (!rt_.shutdown_.load(std::memory_order_acquire)) {
     if (runnable* t = next_local_task()) {
-      if (searching_) {
-        searching_ = false;
-        rt_.transition_from_searching();
-      }
-      run_task(t);
+      run_found(t);
       continue;
     }
     if (!searching_) {
@@ -361,7 +375,8 @@ void worker::main_loop() {
       // park/unpark round trip per task. Bounded (~tens of µs), so an idle runtime
       // still parks at once and uses no CPU.
       // With one worker there is nobody to steal from: spinning would only take CPU from
-      // other processes (e.g. the clients of a server).
+      // other processes (e.g. the clients of a server). Sockets get their own, timed spin
+      // (spin_on_io) below.
       const unsigned rounds = rt_.workers_.size() > 1 ? spin_rounds : 0;
       for (unsigned round = 0; t == nullptr && round < rounds; ++round) {
         for (unsigned k = 0; k < 64; ++k) {
@@ -373,18 +388,12 @@ void worker::main_loop() {
         t = steal_work();
       }
       if (t != nullptr) {
-        searching_ = false;
-        rt_.transition_from_searching();
-        run_task(t);
+        run_found(t);
         continue;
       }
     }
     if (runnable* t = spin_on_io()) {
-      if (searching_) {
-        searching_ = false;
-        rt_.transition_from_searching();
-      }
-      run_task(t);
+      run_found(t);
       continue;
     }
     if (const auto fired = rt_.fire_timers(std::chrono::steady_clock::now()); fired > 0) {
@@ -407,9 +416,18 @@ void worker::main_loop() {
     bool driver = false;
     if (rt_.next_deadline_ns_.load(std::memory_order_seq_cst) != INT64_MAX
         || rt_.reactor_->registered() > 0) {
-      std::int64_t none = runtime_impl::no_driver;
-      driver = rt_.timer_driver_.compare_exchange_strong(
-          none, static_cast<std::int64_t>(me), std::memory_order_seq_cst);
+      // A worker that holds the role only for a non-blocking poll lets go within
+      // microseconds: wait for it rather than park without the role (the sockets would then
+      // be served only by busy workers' periodic polls).
+      for (unsigned tries = 0;; ++tries) {
+        std::int64_t holder = runtime_impl::no_driver;
+        driver = rt_.timer_driver_.compare_exchange_strong(
+            holder, static_cast<std::int64_t>(me), std::memory_order_seq_cst);
+        if (driver || (holder & runtime_impl::polling_tag) == 0 || tries == driver_waits) {
+          break;
+        }
+        cpu_relax();
+      }
       if (driver) {
         // Re-read after publishing the role: an insert that raced with us either sees
         // this worker as the driver (and unparks it) or is visible here.

@@ -37,8 +37,8 @@ void io_source::bump(io_dir d) noexcept {
 }
 
 void io_source::on_event(std::uint32_t mask) noexcept {
-  if ((mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
-    hung_up_.store(true, std::memory_order_release); // before the bump that publishes it
+  if ((mask & (EPOLLRDHUP | EPOLLERR | EPOLLPRI)) != 0) {
+    sticky_.store(true, std::memory_order_release); // before the bump that publishes it
   }
   if ((mask & read_events) != 0) {
     bump(io_dir::read);

@@ -44,8 +44,9 @@ enum class io_dir : unsigned { read = 0, write = 1 };
 /// owner's close() withdraws it from epoll, marks it closed and wakes both waiters; when the
 /// last reference goes, the fd is closed and the object is handed to the reactor, which frees
 /// it once no epoll batch can still name it (see reactor::retire).
-/// Thread-safety: ready_seq_, closed_ and the slots are shared with the polling worker;
-/// fd_ is immutable; owner_ is written once under reg_mu_ (then read-only).
+/// Thread-safety: ready_seq_, sticky_, closed_ and the slots are shared with the polling
+/// worker; fd_ is immutable; owner_ is written once under reg_mu_ (then read-only); the
+/// drained mark belongs to the reader (one read at a time).
 class io_source {
 public:
   explicit io_source(int fd) noexcept
@@ -62,23 +63,29 @@ public:
   }
   waker_slot& slot(io_dir d) noexcept { return waiters_[static_cast<unsigned>(d)]; }
 
-  /// Records that a syscall in direction `d`, begun after sequence `seen`, found the kernel's
-  /// buffer drained (a read shorter than its buffer, a write shorter than its data). Owner of
-  /// the direction only (one read and one write at a time).
-  void note_drained(io_dir d, std::uint32_t seen) noexcept {
-    drained_[static_cast<unsigned>(d)] = {seen, true};
+  /// Records that a read, begun after read sequence `seen`, returned fewer bytes than its
+  /// buffer holds: TCP's recv copies all it has queued, so the socket was empty then. Only
+  /// for sources that allow it (allow_drain_skip), else a no-op. Reader only (one read at a
+  /// time per stream).
+  void note_drained(std::uint32_t seen) noexcept {
+    if (drain_skip_) {
+      drained_ = {seen, true};
+    }
   }
-  /// Forgets note_drained (the last syscall filled its buffer or failed). Owner only.
-  void note_not_drained(io_dir d) noexcept { drained_[static_cast<unsigned>(d)].valid = false; }
-  /// True when the syscall in direction `d` would only return EAGAIN: the buffer was drained
-  /// after sequence `seen` and no edge came since, and no hang-up or error was reported (a
-  /// hang-up is a final state that no later edge repeats: the next syscall must see it).
-  /// The skip Tokio makes after a short read (its readiness clear keeps the closed bits).
-  /// Owner of the direction only.
-  [[nodiscard]] bool would_block(io_dir d, std::uint32_t seen) const noexcept {
-    const auto& dr = drained_[static_cast<unsigned>(d)];
-    return dr.valid && dr.seq == seen && !hung_up_.load(std::memory_order_acquire);
+  /// Forgets note_drained (the last read filled its buffer, failed or ended). Reader only.
+  void note_not_drained() noexcept { drained_.valid = false; }
+  /// True when a recv would find the socket as empty as the last short read left it: the
+  /// read sequence is still `seen` (no edge since the snapshot taken before that read), and
+  /// no condition that a short read leaves behind was reported: a hang-up, an error, or
+  /// urgent data (recv stops at the urgent mark with bytes still queued). The skip Tokio
+  /// makes after a short read (its readiness clear keeps the closed bits). Reader only.
+  [[nodiscard]] bool would_block(std::uint32_t seen) const noexcept {
+    return drained_.valid && drained_.seq == seen && !sticky_.load(std::memory_order_acquire);
   }
+  /// Lets short reads mark the socket drained: for TCP sockets only (a unix stream's recv
+  /// also stops early at passed descriptors and changes of credentials). Before the first
+  /// operation.
+  void allow_drain_skip() noexcept { drain_skip_ = true; }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   /// Drops a reference; the last one closes the fd and retires the object.
@@ -101,12 +108,15 @@ private:
   std::atomic<std::uint32_t> refs_{1};
   std::atomic<bool> closed_{false};
   std::atomic<std::uint32_t> ready_seq_[2] = {0, 0};
-  std::atomic<bool> hung_up_{false}; // EPOLLRDHUP, EPOLLHUP or EPOLLERR seen: set before a bump
+  // EPOLLRDHUP, EPOLLERR or EPOLLPRI seen (a bare EPOLLHUP is what an unconnected socket
+  // reports when registered, so it does not count): stored before the bump publishing it.
+  std::atomic<bool> sticky_{false};
+  bool drain_skip_ = false; // allow_drain_skip: set before the first operation
   struct drained_mark {
     std::uint32_t seq = 0;
     bool valid = false;
   };
-  drained_mark drained_[2]; // note_drained: each written by its direction's owner only
+  drained_mark drained_; // note_drained: the reader's only
   waker_slot waiters_[2];
   io_source* next_retired_ = nullptr; // guarded by reactor::retired_mu_
   io_source* prev_live_ = nullptr;    // the registry of open sources: reactor::live_mu_

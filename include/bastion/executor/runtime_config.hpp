@@ -51,8 +51,10 @@ public:
   /// studies of competitive spinning", SOSP 1991): a request that arrives within the window
   /// is served without a sleep and a wake-up, and the peer that sends it does not pay for
   /// waking this thread (on loopback that cost falls on the sender's send()). A server that
-  /// stays idle longer than the window parks and uses no CPU. Negative values are rejected
-  /// by validate().
+  /// stays idle longer than the window parks and uses no CPU; the window ends early when a
+  /// timer comes due. Only one worker per runtime spins at a time, and the window costs that
+  /// much CPU each time the runtime runs out of work. validate() rejects values outside
+  /// [0 µs, 1 s].
   runtime_config& io_spin(std::chrono::microseconds d) {
     io_spin_ = d;
     return *this;
