@@ -45,8 +45,8 @@ enum class io_dir : unsigned { read = 0, write = 1 };
 /// last reference goes, the fd is closed and the object is handed to the reactor, which frees
 /// it once no epoll batch can still name it (see reactor::retire).
 /// Thread-safety: ready_seq_, sticky_, closed_ and the slots are shared with the polling
-/// worker; fd_ is immutable; owner_ is written once under reg_mu_ (then read-only); the
-/// drained mark belongs to the reader (one read at a time).
+/// worker; fd_ is immutable; owner_ is written once under reg_mu_ (then read-only);
+/// drained_at_ belongs to the reader (one read at a time).
 class io_source {
 public:
   explicit io_source(int fd) noexcept
@@ -64,28 +64,23 @@ public:
   waker_slot& slot(io_dir d) noexcept { return waiters_[static_cast<unsigned>(d)]; }
 
   /// Records that a read, begun after read sequence `seen`, returned fewer bytes than its
-  /// buffer holds: TCP's recv copies all it has queued, so the socket was empty then. Only
-  /// for sources that allow it (allow_drain_skip), else a no-op. Reader only (one read at a
-  /// time per stream).
-  void note_drained(std::uint32_t seen) noexcept {
-    if (drain_skip_) {
-      drained_ = {seen, true};
-    }
-  }
+  /// buffer holds: TCP's recv copies all it has queued, so the socket was empty then. Reader
+  /// only (one read at a time per stream).
+  void note_drained(std::uint32_t seen) noexcept { drained_at_ = seen; }
   /// Forgets note_drained (the last read filled its buffer, failed or ended). Reader only.
-  void note_not_drained() noexcept { drained_.valid = false; }
+  void note_not_drained() noexcept { drained_at_.reset(); }
   /// True when a recv would find the socket as empty as the last short read left it: the
   /// read sequence is still `seen` (no edge since the snapshot taken before that read), and
   /// no condition that a short read leaves behind was reported: a hang-up, an error, or
   /// urgent data (recv stops at the urgent mark with bytes still queued). The skip Tokio
   /// makes after a short read (its readiness clear keeps the closed bits). Reader only.
   [[nodiscard]] bool would_block(std::uint32_t seen) const noexcept {
-    return drained_.valid && drained_.seq == seen && !sticky_.load(std::memory_order_acquire);
+    return drained_at_ == seen && !sticky_.load(std::memory_order_acquire);
   }
-  /// Lets short reads mark the socket drained: for TCP sockets only (a unix stream's recv
-  /// also stops early at passed descriptors and changes of credentials). Before the first
-  /// operation.
-  void allow_drain_skip() noexcept { drain_skip_ = true; }
+  /// Makes every read try recv, as after a hang-up: for sockets whose recv may stop short
+  /// with bytes still queued (a unix stream's stops at passed descriptors and changes of
+  /// credentials). Before the first operation.
+  void never_skip_recv() noexcept { sticky_.store(true, std::memory_order_relaxed); }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   /// Drops a reference; the last one closes the fd and retires the object.
@@ -110,13 +105,9 @@ private:
   std::atomic<std::uint32_t> ready_seq_[2] = {0, 0};
   // EPOLLRDHUP, EPOLLERR or EPOLLPRI seen (a bare EPOLLHUP is what an unconnected socket
   // reports when registered, so it does not count): stored before the bump publishing it.
+  // Also set for a socket that is not TCP (never_skip_recv).
   std::atomic<bool> sticky_{false};
-  bool drain_skip_ = false; // allow_drain_skip: set before the first operation
-  struct drained_mark {
-    std::uint32_t seq = 0;
-    bool valid = false;
-  };
-  drained_mark drained_; // note_drained: the reader's only
+  std::optional<std::uint32_t> drained_at_; // note_drained: the reader's only
   waker_slot waiters_[2];
   io_source* next_retired_ = nullptr; // guarded by reactor::retired_mu_
   io_source* prev_live_ = nullptr;    // the registry of open sources: reactor::live_mu_

@@ -155,11 +155,9 @@ struct tcp_access {
   using stream = io::tcp_stream;
   using listener = io::tcp_listener;
 
-  /// A stream on the TCP socket `fd` (from accept or connect).
   static stream adopt(int fd) {
     stream s;
     s.src_ = new io_source(fd);
-    s.src_->allow_drain_skip();
     return s;
   }
 
@@ -172,34 +170,36 @@ struct tcp_access {
     }
     for (;;) {
       const auto seen = s->seq(io_dir::read);
-      if (s->would_block(seen)) {
-        // The last read drained the socket and no edge came since: recv would say EAGAIN.
-        try {
-          co_await readiness_operation(s.get(), io_dir::read, seen, deadline, "read");
-        } catch (const timed_out&) {
-          // The bytes may be queued with their edge not polled yet: recv decides (and on
-          // EAGAIN the wait below, its deadline passed, throws timed_out).
-          s->note_not_drained();
+      // After a short read with no edge since, recv would say EAGAIN: wait at once.
+      const bool skipped = s->would_block(seen);
+      if (!skipped) {
+        const ssize_t n = ::recv(s->fd(), buf.data(), buf.size(), 0);
+        if (n > 0 && static_cast<std::size_t>(n) < buf.size()) {
+          s->note_drained(seen);
+          co_return static_cast<std::size_t>(n);
         }
-        continue;
+        s->note_not_drained();
+        if (n >= 0) {
+          co_return static_cast<std::size_t>(n);
+        }
+        const int err = errno;
+        if (err == EINTR) {
+          continue;
+        }
+        if (err != EAGAIN && err != EWOULDBLOCK) {
+          io::throw_errno(err, "read");
+        }
       }
-      const ssize_t n = ::recv(s->fd(), buf.data(), buf.size(), 0);
-      if (n > 0 && static_cast<std::size_t>(n) < buf.size()) {
-        s->note_drained(seen);
-        co_return static_cast<std::size_t>(n);
+      try {
+        co_await readiness_operation(s.get(), io_dir::read, seen, deadline, "read");
+      } catch (const timed_out&) {
+        if (!skipped) {
+          throw;
+        }
+        // Bytes may be queued with their edge not polled yet: recv decides (on EAGAIN this
+        // wait, its deadline passed, throws timed_out).
+        s->note_not_drained();
       }
-      s->note_not_drained();
-      if (n >= 0) {
-        co_return static_cast<std::size_t>(n);
-      }
-      const int err = errno;
-      if (err == EINTR) {
-        continue;
-      }
-      if (err != EAGAIN && err != EWOULDBLOCK) {
-        io::throw_errno(err, "read");
-      }
-      co_await readiness_operation(s.get(), io_dir::read, seen, deadline, "read");
     }
   }
 
@@ -345,9 +345,9 @@ tcp_stream::tcp_stream(int fd) {
   src_ = new detail::io_source(fd);
   int domain = 0;
   socklen_t len = sizeof domain;
-  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0
-      && (domain == AF_INET || domain == AF_INET6)) {
-    src_->allow_drain_skip(); // a unix stream's recv may stop short with bytes queued
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0
+      || (domain != AF_INET && domain != AF_INET6)) {
+    src_->never_skip_recv(); // a unix stream's recv may stop short with bytes queued
   }
 }
 
