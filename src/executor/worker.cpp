@@ -208,8 +208,8 @@ runnable* worker::spin_on_io() {
     return nullptr;
   }
   const bool can_steal = searching_ && rt_.workers_.size() > 1; // searchers are capped
-  const auto until = std::chrono::steady_clock::now() + window;
-  do {
+  const std::int64_t until = to_ns(std::chrono::steady_clock::now() + window);
+  for (;;) {
     if (!poll_io_now()) {
       return nullptr; // another worker polls the sockets: one spinner per runtime is enough
     }
@@ -228,14 +228,12 @@ runnable* worker::spin_on_io() {
     for (unsigned k = 0; k < io_spin_pauses; ++k) {
       cpu_relax();
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (to_ns(now) >= rt_.next_deadline_ns_.load(std::memory_order_relaxed)) {
-      return nullptr; // a timer is due: the main loop fires it
-    }
-    if (now >= until) {
+    // The window ends, or a timer comes due (the main loop fires it).
+    const std::int64_t now = to_ns(std::chrono::steady_clock::now());
+    if (now >= until || now >= rt_.next_deadline_ns_.load(std::memory_order_relaxed)) {
       return nullptr;
     }
-  } while (true);
+  }
 }
 
 void worker::flush_lifo() {
