@@ -7,13 +7,11 @@
 #include <bastion/lightproc/errors.hpp>
 
 #include "io/reactor.hpp"
+#include "plain_socket.hpp"
 #include "support.hpp"
 
-#include <arpa/inet.h>
 #include <catch2/catch.hpp>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,6 +20,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -85,30 +84,10 @@ std::uint64_t parks_of(const bastion::runtime& rt) {
   return n;
 }
 
-/// A blocking client socket connected to 127.0.0.1:`port` (-1 on failure); its reads give
-/// up after 10 s, so a server that never answers fails the test instead of hanging it.
-int connect_blocking(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const timeval limit{10, 0};
-  if (fd >= 0) {
-    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  }
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-/// Sends the byte `c` on the blocking socket `fd` and reads one byte back: true if it is `c`.
-bool round_trip(int fd, char c) {
+/// Sends the byte `c` on `peer` and reads one byte back: true if it is `c`.
+bool round_trip(const bastion::test::plain_socket& peer, char c) {
   char back = 0;
-  return ::send(fd, &c, 1, MSG_NOSIGNAL) == 1 && ::recv(fd, &back, 1, MSG_WAITALL) == 1
-         && back == c;
+  return peer.send_all(std::string_view(&c, 1)) && peer.recv_some(&back, 1) == 1 && back == c;
 }
 
 } // namespace
@@ -137,12 +116,11 @@ TEST_CASE("a worker out of work polls its sockets for io_spin before it parks", 
     bastion::runtime rt(bastion::runtime_config{}.workers(1).pin_workers(false).io_spin(spin));
     auto l = tcp_listener::bind("127.0.0.1", 0);
     auto h = rt.spawn(echo_rounds(l, 2));
-    const int fd = connect_blocking(l.local_port());
-    REQUIRE(fd >= 0);
-    REQUIRE(round_trip(fd, 'a'));
+    const auto peer = bastion::test::plain_socket::connect_to(l.local_port());
+    REQUIRE(round_trip(peer, 'a'));
     std::this_thread::sleep_for(20ms); // the echo proc waits in its second read
     const auto before = parks_of(rt);
-    REQUIRE(round_trip(fd, 'b'));
+    REQUIRE(round_trip(peer, 'b'));
     if (spin.count() == 0) {
       // Parked in epoll_wait, woken by 'b', and parked again once the proc is done.
       CHECK(bastion::test::wait_until([&] { return parks_of(rt) > before; }));
@@ -153,7 +131,6 @@ TEST_CASE("a worker out of work polls its sockets for io_spin before it parks", 
       CHECK(parks_of(rt) == before);
     }
     CHECK(std::move(h).join() == 2);
-    ::close(fd);
   }
 }
 
