@@ -139,7 +139,9 @@ TEST_CASE("sockets are served while every worker stays busy", "[io][reactor]") {
   // epoll_wait: the readiness must come from the workers' periodic non-blocking poll.
   bastion::runtime rt(two_workers());
   std::atomic<bool> stop{false};
-  auto spin = [](std::atomic<bool>* stop) -> task<int> {
+  std::atomic<int> spinning{0};
+  auto spin = [](std::atomic<bool>* stop, std::atomic<int>* spinning) -> task<int> {
+    spinning->fetch_add(1);
     int rounds = 0;
     while (!stop->load(std::memory_order_relaxed)) {
       co_await bastion::yield_now();
@@ -148,8 +150,11 @@ TEST_CASE("sockets are served while every worker stays busy", "[io][reactor]") {
     co_return rounds;
   };
   auto l = tcp_listener::bind("127.0.0.1", 0);
-  auto s1 = rt.spawn(spin(&stop));
-  auto s2 = rt.spawn(spin(&stop));
+  auto s1 = rt.spawn(spin(&stop, &spinning));
+  auto s2 = rt.spawn(spin(&stop, &spinning));
+  // Both workers busy before the sockets exist (else a worker out of work, spinning on the
+  // sockets before it parks, may serve the whole exchange before a spinner first runs).
+  REQUIRE(bastion::test::wait_until([&] { return spinning.load() == 2; }));
   auto server = rt.spawn(echo_once(l));
   auto client = rt.spawn(ask_echo(l.local_port(), "busy"));
   const bool done = bastion::test::wait_until([&] { return client.is_finished(); });
