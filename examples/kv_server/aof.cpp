@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 #include <utility>
@@ -50,10 +51,40 @@ void aof_log::open_locked() {
   if (fd < 0) {
     throw_errno("open", path_);
   }
+  const off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end < 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    throw_errno("lseek", path_);
+  }
   if (fd_ >= 0) {
     ::close(fd_);
   }
   fd_ = fd;
+  end_ = static_cast<std::uint64_t>(end);
+  prev_from_ = end_;
+}
+
+void aof_log::release_written_locked(std::uint64_t from) {
+  // Start writing back [from, end_) now, and drop from the page cache what earlier flushes
+  // wrote: the previous flush's range and a window below it, so pages that were still
+  // dirty or under writeback last time (the kernel skips those, never loses them) are
+  // dropped by a later flush. Both calls are hints: a failure here changes nothing about
+  // durability, which sync()'s fdatasync provides, so their results are ignored.
+  (void)::sync_file_range(
+      fd_, static_cast<off_t>(from), static_cast<off_t>(end_ - from), SYNC_FILE_RANGE_WRITE);
+  constexpr std::uint64_t page = 4096;
+  const std::uint64_t drop_end = from / page * page;
+  const std::uint64_t drop_begin = prev_from_ > drop_window ? prev_from_ - drop_window : 0;
+  if (drop_end > drop_begin) {
+    (void)::posix_fadvise(
+        fd_,
+        static_cast<off_t>(drop_begin),
+        static_cast<off_t>(drop_end - drop_begin),
+        POSIX_FADV_DONTNEED);
+  }
+  prev_from_ = from;
 }
 
 bool aof_log::append(std::string_view records) {
@@ -80,6 +111,7 @@ void aof_log::flush_locked() {
   if (writing_.empty()) {
     return;
   }
+  const std::uint64_t from = end_;
   std::size_t done = 0;
   try {
     while (done < writing_.size()) {
@@ -91,6 +123,7 @@ void aof_log::flush_locked() {
         throw_errno("write", path_);
       }
       done += static_cast<std::size_t>(w);
+      end_ += static_cast<std::uint64_t>(w);
     }
   } catch (...) {
     writing_.erase(0, done); // the rest is written first next time
@@ -99,6 +132,7 @@ void aof_log::flush_locked() {
   }
   writing_.clear();
   dirty_ = true;
+  release_written_locked(from);
 }
 
 void aof_log::flush() {
@@ -167,6 +201,8 @@ void aof_log::truncate(std::uint64_t bytes) {
   if (::ftruncate(fd_, static_cast<off_t>(bytes)) != 0) {
     throw_errno("ftruncate", path_);
   }
+  end_ = bytes;
+  prev_from_ = std::min(prev_from_, bytes);
 }
 
 void aof_log::rewrite(std::string_view snapshot) {

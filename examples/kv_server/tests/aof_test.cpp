@@ -5,13 +5,18 @@
 #include "keyspace.hpp"
 
 #include <catch2/catch.hpp>
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -33,6 +38,25 @@ struct temp_dir {
 std::string file_contents(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// How many of the first `bytes` bytes' pages of `p` are in the page cache (mincore(2)).
+std::size_t resident_pages(const std::filesystem::path& p, std::size_t bytes) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  void* map = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  REQUIRE(map != MAP_FAILED);
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in_core((bytes + page - 1) / page);
+  const int rc = ::mincore(map, bytes, in_core.data());
+  ::munmap(map, bytes);
+  REQUIRE(rc == 0);
+  std::size_t n = 0;
+  for (const unsigned char c : in_core) {
+    n += c & 1U;
+  }
+  return n;
 }
 
 } // namespace
@@ -100,6 +124,32 @@ TEST_CASE("truncate drops a torn tail; rewrite replaces the file and keeps queue
   log.append(more);
   log.flush();
   CHECK(file_contents(p) == snapshot + queued + more); // appends go to the new file
+}
+
+TEST_CASE("what a flush wrote leaves the page cache at a later flush once written back") {
+  temp_dir dir;
+  struct statfs fs{};
+  REQUIRE(::statfs(dir.path.c_str(), &fs) == 0);
+  if (fs.f_type == TMPFS_MAGIC) {
+    WARN("the temporary directory is on tmpfs, which has no writeback: nothing to drop");
+    return;
+  }
+  const auto p = dir.path / "cache.aof";
+  kv::aof_log log(p, true);
+  constexpr std::size_t bytes = std::size_t{1} << 20;
+  std::string big;
+  kv::append_set_record(big, "big", std::string(bytes, 'v'), 0);
+  log.append(big);
+  log.sync(); // written and clean, still cached
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t full_pages = big.size() / page;
+  CHECK(resident_pages(p, full_pages * page) == full_pages);
+  std::string small;
+  kv::append_del_record(small, "big");
+  log.append(small);
+  log.flush(); // drops the previous flush's pages
+  CHECK(resident_pages(p, full_pages * page) == 0);
+  CHECK(log.load() == big + small); // dropped from the cache, not from the file
 }
 
 TEST_CASE("a disabled log keeps nothing") {
