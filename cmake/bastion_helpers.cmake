@@ -20,11 +20,17 @@ endfunction()
 
 # bastion_add_subfolders(): add_subdirectory() for each direct subfolder of the current source
 # folder that has a CMakeLists.txt (e.g. examples/kv_server/). The glob is CONFIGURE_DEPENDS, so
-# a new subfolder is picked up by the next build.
+# a new subfolder is picked up by the next build. A subfolder's build files go to <name>.build/,
+# and an executable named like its subfolder lands in the current build folder itself, next to
+# the single-file ones: examples/kv_server/ builds build/<preset>/examples/kv_server.
 function(bastion_add_subfolders)
   file(GLOB cmake_lists CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/*/CMakeLists.txt")
   foreach(cmake_list IN LISTS cmake_lists)
     get_filename_component(folder "${cmake_list}" DIRECTORY)
-    add_subdirectory("${folder}")
+    get_filename_component(name "${folder}" NAME)
+    add_subdirectory("${folder}" "${CMAKE_CURRENT_BINARY_DIR}/${name}.build")
+    if(TARGET ${name})
+      set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}")
+    endif()
   endforeach()
 endfunction()
