@@ -84,6 +84,14 @@ std::uint64_t parks_of(const bastion::runtime& rt) {
   return n;
 }
 
+std::uint64_t spin_yields_of(const bastion::runtime& rt) {
+  std::uint64_t n = 0;
+  for (const auto& w : rt.stats().workers) {
+    n += w.spin_yields;
+  }
+  return n;
+}
+
 /// Sends the byte `c` on `peer` and reads one byte back: true if it is `c`.
 bool round_trip(const bastion::test::plain_socket& peer, char c) {
   char back = 0;
@@ -129,6 +137,13 @@ TEST_CASE("a worker out of work polls its sockets for io_spin before it parks", 
       // spins on.
       std::this_thread::sleep_for(20ms);
       CHECK(parks_of(rt) == before);
+    }
+    // A spin longer than a few gaps yields the CPU in each further gap (so a thread with
+    // work on the same CPU gets it); a worker that parks at once never spins.
+    if (spin.count() == 0) {
+      CHECK(spin_yields_of(rt) == 0);
+    } else {
+      CHECK(spin_yields_of(rt) > 0);
     }
     CHECK(std::move(h).join() == 2);
   }

@@ -118,6 +118,14 @@ public:
   /// another worker holds the driver role (at most one worker spins on the sockets). The
   /// worker's own thread only; the caller leaves the searching state when a task is found.
   runnable* spin_on_io();
+  /// Gap number `gap` (0, 1, ...) of a spin before parking: `pauses` pause instructions,
+  /// preceded from gap active_spin_gaps on by sched_yield() (counted in spin_yields_). The
+  /// yield costs a system call when the CPU has nothing else to run and hands the CPU over
+  /// when it has: a spinning worker then no longer takes half a CPU from a thread with work,
+  /// such as another process (a server's clients) or another worker of an oversubscribed
+  /// runtime. Active, then passive spinning, as in the Go runtime's futex lock (procyield,
+  /// then osyield) and crossbeam's Backoff (spin, then snooze).
+  void spin_gap(unsigned gap, unsigned pauses);
   /// Moves the LIFO stack, oldest first, to the local queue (so thieves can reach it).
   void flush_lifo();
   /// Takes the top of the LIFO stack, or null when it is empty.
@@ -166,7 +174,7 @@ public:
   std::thread thread_;
 
   counter spawned_, polls_, lifo_hits_, steals_, stolen_tasks_, steal_contended_, injector_pulls_,
-      overflows_, parks_, timers_fired_;
+      overflows_, parks_, timers_fired_, spin_yields_;
 };
 
 /// The executor behind bastion::runtime.

@@ -9,6 +9,8 @@
 
 #include "runtime_impl.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -45,6 +47,8 @@ constexpr unsigned spin_rounds = 32;
 constexpr unsigned io_spin_pauses = 64;
 /// Pauses a parking worker waits, at most, for a poller to give the driver role back.
 constexpr unsigned driver_waits = 4096;
+/// Gaps of a spin that only pause; from this one on, each gap first yields the CPU.
+constexpr unsigned active_spin_gaps = 4;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -209,7 +213,7 @@ runnable* worker::spin_on_io() {
   }
   const bool can_steal = searching_ && rt_.workers_.size() > 1; // searchers are capped
   const std::int64_t until = to_ns(std::chrono::steady_clock::now() + window);
-  for (;;) {
+  for (unsigned gap = 0;; ++gap) {
     if (!poll_io_now()) {
       return nullptr; // another worker polls the sockets: one spinner per runtime is enough
     }
@@ -225,14 +229,22 @@ runnable* worker::spin_on_io() {
     if (rt_.shutdown_.load(std::memory_order_relaxed)) {
       return nullptr;
     }
-    for (unsigned k = 0; k < io_spin_pauses; ++k) {
-      cpu_relax();
-    }
+    spin_gap(gap, io_spin_pauses);
     // The window ends, or a timer comes due (the main loop fires it).
     const std::int64_t now = to_ns(std::chrono::steady_clock::now());
     if (now >= until || now >= rt_.next_deadline_ns_.load(std::memory_order_relaxed)) {
       return nullptr;
     }
+  }
+}
+
+void worker::spin_gap(unsigned gap, unsigned pauses) {
+  if (gap >= active_spin_gaps) {
+    ::sched_yield();
+    spin_yields_.inc();
+  }
+  for (unsigned k = 0; k < pauses; ++k) {
+    cpu_relax();
   }
 }
 
@@ -377,9 +389,7 @@ void worker::main_loop() {
       // (spin_on_io) below.
       const unsigned rounds = rt_.workers_.size() > 1 ? spin_rounds : 0;
       for (unsigned round = 0; t == nullptr && round < rounds; ++round) {
-        for (unsigned k = 0; k < 64; ++k) {
-          cpu_relax();
-        }
+        spin_gap(round, 64);
         if (rt_.shutdown_.load(std::memory_order_relaxed)) {
           break;
         }
