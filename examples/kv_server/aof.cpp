@@ -63,28 +63,36 @@ void aof_log::open_locked() {
   }
   fd_ = fd;
   end_ = static_cast<std::uint64_t>(end);
-  prev_from_ = end_;
+  // What the file held before is not ours to write back; drops start from its last page.
+  writeback_to_ = end_ / page_bytes * page_bytes;
+  dropped_to_ = writeback_to_;
 }
 
-void aof_log::release_written_locked(std::uint64_t from) {
-  // Start writing back [from, end_) now, and drop from the page cache what earlier flushes
-  // wrote: the previous flush's range and a window below it, so pages that were still
-  // dirty or under writeback last time (the kernel skips those, never loses them) are
-  // dropped by a later flush. Both calls are hints: a failure here changes nothing about
-  // durability, which sync()'s fdatasync provides, so their results are ignored.
-  (void)::sync_file_range(
-      fd_, static_cast<off_t>(from), static_cast<off_t>(end_ - from), SYNC_FILE_RANGE_WRITE);
-  constexpr std::uint64_t page = 4096;
-  const std::uint64_t drop_end = from / page * page;
-  const std::uint64_t drop_begin = prev_from_ > drop_window ? prev_from_ - drop_window : 0;
-  if (drop_end > drop_begin) {
+void aof_log::release_written_locked() {
+  // First drop what the previous call started writing back, by now most likely clean: the
+  // kernel skips a page that is still dirty or under writeback (never losing it), and that
+  // page stays cached. Then start the writeback of the full pages written since. The
+  // partial last page waits for the next flush, which rewrites it (starting it now would
+  // write it twice, and where pages must stay stable under I/O the next write would wait
+  // for it). Both calls are hints: a failure changes nothing about durability, which
+  // sync()'s fdatasync provides, so their results are ignored.
+  if (writeback_to_ > dropped_to_) {
     (void)::posix_fadvise(
         fd_,
-        static_cast<off_t>(drop_begin),
-        static_cast<off_t>(drop_end - drop_begin),
+        static_cast<off_t>(dropped_to_),
+        static_cast<off_t>(writeback_to_ - dropped_to_),
         POSIX_FADV_DONTNEED);
+    dropped_to_ = writeback_to_;
   }
-  prev_from_ = from;
+  const std::uint64_t full = end_ / page_bytes * page_bytes;
+  if (full > writeback_to_) {
+    (void)::sync_file_range(
+        fd_,
+        static_cast<off_t>(writeback_to_),
+        static_cast<off_t>(full - writeback_to_),
+        SYNC_FILE_RANGE_WRITE);
+    writeback_to_ = full;
+  }
 }
 
 bool aof_log::append(std::string_view records) {
@@ -111,7 +119,6 @@ void aof_log::flush_locked() {
   if (writing_.empty()) {
     return;
   }
-  const std::uint64_t from = end_;
   std::size_t done = 0;
   try {
     while (done < writing_.size()) {
@@ -132,7 +139,7 @@ void aof_log::flush_locked() {
   }
   writing_.clear();
   dirty_ = true;
-  release_written_locked(from);
+  release_written_locked();
 }
 
 void aof_log::flush() {
@@ -202,7 +209,8 @@ void aof_log::truncate(std::uint64_t bytes) {
     throw_errno("ftruncate", path_);
   }
   end_ = bytes;
-  prev_from_ = std::min(prev_from_, bytes);
+  writeback_to_ = std::min(writeback_to_, bytes / page_bytes * page_bytes);
+  dropped_to_ = std::min(dropped_to_, writeback_to_);
 }
 
 void aof_log::rewrite(std::string_view snapshot) {

@@ -24,12 +24,14 @@ namespace kv {
 /// was not flushed yet, and a shard crash loses nothing.
 ///
 /// Page cache: the log is written once and read only when a shard restarts, so each flush
-/// starts the writeback of what it wrote (sync_file_range(SYNC_FILE_RANGE_WRITE)) and drops
-/// what earlier flushes wrote from the page cache (posix_fadvise(POSIX_FADV_DONTNEED)),
-/// as RocksDB's bytes_per_sync and PostgreSQL's wal_writer_flush_after do. The file then
-/// keeps a few recycled pages in the cache instead of claiming fresh ones for every write,
-/// which is most of what a buffered append costs (on a VM whose free memory goes back to
-/// the host, each fresh page also faults on the host).
+/// starts the writeback of the full pages it wrote (sync_file_range(SYNC_FILE_RANGE_WRITE),
+/// as RocksDB's bytes_per_sync does while a file grows) and drops from the page cache what
+/// the previous flush started writing back (posix_fadvise(POSIX_FADV_DONTNEED), as
+/// PostgreSQL does with a WAL segment it closes). load() and rewrite() leave what they read
+/// or wrote cached: a shard that fails again soon reads the file again. The log then reuses
+/// a few pages instead of claiming fresh ones for every write, which is most of what a buffered
+/// append costs (on a VM whose free memory goes back to the host, each fresh page also faults on
+/// the host).
 ///
 /// Concurrency design: `buf_mu_` guards `pending_` and is held only to append or to swap
 /// the buffer out (never across a system call), so a shard never waits for the disk.
@@ -76,24 +78,26 @@ public:
 private:
   void flush_locked(); // @pre file_mu_ held
   void open_locked();  // @pre file_mu_ held (or construction)
-  /// After a write of [from, end_): starts its writeback, drops what earlier flushes wrote
-  /// from the page cache.
-  void release_written_locked(std::uint64_t from); // @pre file_mu_ held
+  /// After a write: drops from the page cache what the previous call started writing back,
+  /// then starts the writeback of the full pages written since.
+  void release_written_locked(); // @pre file_mu_ held
 
-  /// How far below the previous flush's start the page-cache drop reaches, so pages that a
-  /// drop skipped (still dirty or under writeback) are dropped by a later flush.
-  static constexpr std::uint64_t drop_window = std::uint64_t{4} << 20;
+  static constexpr std::uint64_t page_bytes = 4096; ///< granularity of the page-cache hints
 
   const std::filesystem::path path_;
   const bool enabled_;
   std::mutex buf_mu_;
   std::string pending_; ///< guarded by buf_mu_
   std::mutex file_mu_;
-  std::string writing_;         ///< guarded by file_mu_
-  int fd_ = -1;                 ///< guarded by file_mu_ (replaced by rewrite)
-  bool dirty_ = false;          ///< written since the last sync; guarded by file_mu_
-  std::uint64_t end_ = 0;       ///< the file's size as this log wrote it; guarded by file_mu_
-  std::uint64_t prev_from_ = 0; ///< where the last flush started; guarded by file_mu_
+  std::string writing_; ///< guarded by file_mu_
+  int fd_ = -1;         ///< guarded by file_mu_ (replaced by rewrite)
+  bool dirty_ = false;  ///< written since the last sync; guarded by file_mu_
+  // Offsets in the file, all guarded by file_mu_: its size as this log wrote it; the end of
+  // the range whose writeback was started (page-aligned); how far the page cache has been
+  // dropped (page-aligned, never past writeback_to_).
+  std::uint64_t end_ = 0;
+  std::uint64_t writeback_to_ = 0;
+  std::uint64_t dropped_to_ = 0;
   std::atomic<std::uint64_t> appended_{0};
 };
 

@@ -143,11 +143,14 @@ TEST_CASE("what a flush wrote leaves the page cache at a later flush once writte
   log.sync(); // written and clean, still cached
   const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const std::size_t full_pages = big.size() / page;
-  CHECK(resident_pages(p, full_pages * page) == full_pages);
+  if (resident_pages(p, full_pages * page) != full_pages) {
+    WARN("this file system does not keep written pages cached (ramfs, DAX, direct I/O?)");
+    return;
+  }
   std::string small;
   kv::append_del_record(small, "big");
   log.append(small);
-  log.flush(); // drops the previous flush's pages
+  log.flush(); // drops what the previous flush started writing back
   CHECK(resident_pages(p, full_pages * page) == 0);
   CHECK(log.load() == big + small); // dropped from the cache, not from the file
 }
