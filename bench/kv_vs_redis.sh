@@ -127,7 +127,7 @@ for w in $KV_WORKERS; do
 done
 with_null=0
 if [[ -n $NULL_SERVER ]]; then
-  if [[ -x $NULL_SERVER ]]; then
+  if [[ -f $NULL_SERVER && -x $NULL_SERVER ]]; then
     start_null
     with_null=1
   else
