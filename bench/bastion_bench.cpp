@@ -554,7 +554,7 @@ void print_stats(const bastion::runtime_stats& st) {
     std::fprintf(
         stderr,
         "worker %zu pu=%u pinned=%d polls=%llu lifo=%llu steals=%llu stolen=%llu contended=%llu "
-        "injector=%llu overflows=%llu parks=%llu\n",
+        "injector=%llu overflows=%llu parks=%llu spin_yields=%llu contended_spins=%llu\n",
         w.worker,
         w.pu_os,
         static_cast<int>(w.pinned),
@@ -565,7 +565,9 @@ void print_stats(const bastion::runtime_stats& st) {
         static_cast<unsigned long long>(w.steal_contended),
         static_cast<unsigned long long>(w.injector_pulls),
         static_cast<unsigned long long>(w.overflows),
-        static_cast<unsigned long long>(w.parks));
+        static_cast<unsigned long long>(w.parks),
+        static_cast<unsigned long long>(w.spin_yields),
+        static_cast<unsigned long long>(w.contended_spins));
   }
   std::fprintf(
       stderr,

@@ -303,6 +303,7 @@ runtime_stats runtime_impl::stats() const {
     s.overflows = w->overflows_.get();
     s.parks = w->parks_.get();
     s.spin_yields = w->spin_yields_.get();
+    s.contended_spins = w->contended_spins_.get();
     s.timers_fired = w->timers_fired_.get();
     s.queue_depth = w->queue_.size();
     out.workers.push_back(s);

@@ -119,13 +119,19 @@ public:
   /// worker's own thread only; the caller leaves the searching state when a task is found.
   runnable* spin_on_io();
   /// Gap number `gap` (0, 1, ...) of a spin before parking: `pauses` pause instructions,
-  /// preceded from gap active_spin_gaps on by sched_yield() (counted in spin_yields_). The
-  /// yield costs a system call when the CPU has nothing else to run and hands the CPU over
-  /// when it has: a spinning worker then no longer takes half a CPU from a thread with work,
-  /// such as another process (a server's clients) or another worker of an oversubscribed
-  /// runtime. Active, then passive spinning, as in the Go runtime's futex lock (procyield,
-  /// then osyield) and crossbeam's Backoff (spin, then snooze).
-  void spin_gap(unsigned gap, unsigned pauses);
+  /// preceded from gap active_spin_gaps on by sched_yield() (counted in spin_yields_).
+  /// Returns false, without pausing, when the yield handed the CPU to another thread (it
+  /// returned after more than yield_handed_over_ns; counted in contended_spins_): the caller
+  /// then ends its spin and parks, leaving the CPU to whoever has work (another process,
+  /// such as a server's clients, or another worker of an oversubscribed runtime) rather
+  /// than taking half of it, and leaving the searching state, so producers wake a worker
+  /// instead of counting on one that is off its CPU. With the CPU to itself, a yield
+  /// costs a system call. Active, then passive spinning (a few pause-only gaps, then
+  /// yields), after crossbeam's Backoff::snooze, which yields once its pauses are spent and
+  /// then tells the caller to block; the Go runtime's futex lock yields once before it
+  /// sleeps. This spin yields in every later gap, and stops at the first yield that
+  /// lost the CPU.
+  bool spin_gap(unsigned gap, unsigned pauses);
   /// Moves the LIFO stack, oldest first, to the local queue (so thieves can reach it).
   void flush_lifo();
   /// Takes the top of the LIFO stack, or null when it is empty.
@@ -174,7 +180,7 @@ public:
   std::thread thread_;
 
   counter spawned_, polls_, lifo_hits_, steals_, stolen_tasks_, steal_contended_, injector_pulls_,
-      overflows_, parks_, timers_fired_, spin_yields_;
+      overflows_, parks_, spin_yields_, contended_spins_, timers_fired_;
 };
 
 /// The executor behind bastion::runtime.

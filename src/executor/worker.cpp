@@ -49,6 +49,9 @@ constexpr unsigned io_spin_pauses = 64;
 constexpr unsigned driver_waits = 4096;
 /// Gaps of a spin that only pause; from this one on, each gap first yields the CPU.
 constexpr unsigned active_spin_gaps = 4;
+/// A sched_yield that returns later than this gave the CPU to another thread: the spin ends
+/// and the worker parks (a yield on a CPU with nothing else to run returns in about 1 µs).
+constexpr std::int64_t yield_handed_over_ns = 10'000;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -229,7 +232,9 @@ runnable* worker::spin_on_io() {
     if (rt_.shutdown_.load(std::memory_order_relaxed)) {
       return nullptr;
     }
-    spin_gap(gap, io_spin_pauses);
+    if (!spin_gap(gap, io_spin_pauses)) {
+      return nullptr; // another thread wants this CPU: park rather than share it
+    }
     // The window ends, or a timer comes due (the main loop fires it).
     const std::int64_t now = to_ns(std::chrono::steady_clock::now());
     if (now >= until || now >= rt_.next_deadline_ns_.load(std::memory_order_relaxed)) {
@@ -238,14 +243,21 @@ runnable* worker::spin_on_io() {
   }
 }
 
-void worker::spin_gap(unsigned gap, unsigned pauses) {
+bool worker::spin_gap(unsigned gap, unsigned pauses) {
   if (gap >= active_spin_gaps) {
+    const auto before = std::chrono::steady_clock::now();
     ::sched_yield();
     spin_yields_.inc();
+    if (std::chrono::steady_clock::now() - before
+        > std::chrono::nanoseconds(yield_handed_over_ns)) {
+      contended_spins_.inc();
+      return false;
+    }
   }
   for (unsigned k = 0; k < pauses; ++k) {
     cpu_relax();
   }
+  return true;
 }
 
 void worker::flush_lifo() {
@@ -375,6 +387,7 @@ void worker::main_loop() {
       run_found(t);
       continue;
     }
+    bool handed_over = false; // a spin's yield gave the CPU away: park without spinning more
     if (!searching_) {
       searching_ = rt_.transition_to_searching();
     }
@@ -382,14 +395,19 @@ void worker::main_loop() {
       runnable* t = steal_work();
       // Spin briefly before parking (Go's spinning Ms): a producer that sees a searcher
       // does not pay for a futex wake, and a burst of spawns is picked up without a
-      // park/unpark round trip per task. Bounded (~tens of µs), so an idle runtime
-      // still parks at once and uses no CPU.
+      // park/unpark round trip per task. Bounded (32 gaps of 64 pauses, tens of µs), so an
+      // idle runtime still parks at once and uses no CPU; a gap whose yield handed the CPU
+      // to another thread ends it, and the worker parks (also skipping the socket spin):
+      // a searcher that is off its CPU would keep producers from waking anyone.
       // With one worker there is nobody to steal from: spinning would only take CPU from
       // other processes (e.g. the clients of a server). Sockets get their own, timed spin
       // (spin_on_io) below.
       const unsigned rounds = rt_.workers_.size() > 1 ? spin_rounds : 0;
       for (unsigned round = 0; t == nullptr && round < rounds; ++round) {
-        spin_gap(round, 64);
+        if (!spin_gap(round, 64)) {
+          handed_over = true;
+          break;
+        }
         if (rt_.shutdown_.load(std::memory_order_relaxed)) {
           break;
         }
@@ -400,7 +418,7 @@ void worker::main_loop() {
         continue;
       }
     }
-    if (runnable* t = spin_on_io()) {
+    if (runnable* t = handed_over ? nullptr : spin_on_io()) {
       run_found(t);
       continue;
     }

@@ -54,8 +54,9 @@ public:
   /// stays idle longer than the window parks and uses no CPU; the window ends early when a
   /// timer comes due. Only one worker per runtime spins at a time, and the window costs that
   /// much CPU each time the runtime runs out of work, unless another thread wants the CPU:
-  /// after a few polls the spin yields (sched_yield) between polls, so it takes only a CPU
-  /// that would otherwise idle. validate() rejects values outside [0 µs, 1 s].
+  /// after four polls the spin yields (sched_yield) before each poll, and the first yield
+  /// that hands the CPU to another thread ends the spin (the worker parks). validate()
+  /// rejects values outside [0 µs, 1 s].
   runtime_config& io_spin(std::chrono::microseconds d) {
     io_spin_ = d;
     return *this;

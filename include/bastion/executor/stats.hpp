@@ -24,6 +24,7 @@ struct worker_stats {
   std::uint64_t overflows = 0;       ///< times half the local queue moved to the injector
   std::uint64_t parks = 0;           ///< times the worker went to sleep
   std::uint64_t spin_yields = 0;     ///< sched_yield calls in its spins before parking
+  std::uint64_t contended_spins = 0; ///< spins ended because a yield gave the CPU away
   std::uint64_t timers_fired = 0;    ///< timers this worker fired
   std::size_t queue_depth = 0;       ///< local queue length at the time of the snapshot
 };
