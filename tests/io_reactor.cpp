@@ -77,29 +77,24 @@ task<int> echo_rounds(tcp_listener& l, int rounds) {
   co_return rounds;
 }
 
-/// Times the runtime's workers went to sleep, all together.
+/// A worker_stats counter summed over the runtime's workers.
+std::uint64_t total(const bastion::runtime& rt, std::uint64_t bastion::worker_stats::* counter) {
+  std::uint64_t n = 0;
+  for (const auto& w : rt.stats().workers) {
+    n += w.*counter;
+  }
+  return n;
+}
+
+/// Times the workers went to sleep; spins a lost CPU ended; yields in spins.
 std::uint64_t parks_of(const bastion::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) {
-    n += w.parks;
-  }
-  return n;
+  return total(rt, &bastion::worker_stats::parks);
 }
-
 std::uint64_t contended_spins_of(const bastion::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) {
-    n += w.contended_spins;
-  }
-  return n;
+  return total(rt, &bastion::worker_stats::contended_spins);
 }
-
 std::uint64_t spin_yields_of(const bastion::runtime& rt) {
-  std::uint64_t n = 0;
-  for (const auto& w : rt.stats().workers) {
-    n += w.spin_yields;
-  }
-  return n;
+  return total(rt, &bastion::worker_stats::spin_yields);
 }
 
 /// Sends the byte `c` on `peer` and reads one byte back: true if it is `c`.
@@ -175,8 +170,13 @@ TEST_CASE("a spinning worker whose yield gives its CPU to another thread parks",
   auto l = tcp_listener::bind("127.0.0.1", 0);
   auto h = rt.spawn(echo_rounds(l, 2));
   const auto peer = bastion::test::plain_socket::connect_to(l.local_port());
+  const auto contended_before = contended_spins_of(rt);
+  const auto yields_before = spin_yields_of(rt);
   REQUIRE(round_trip(peer, 'a')); // the worker now spins, waiting for 'b'
-  const auto parks_before = parks_of(rt);
+  // It yields in its spin (or the spin already ended on a loaded machine: that counts too).
+  REQUIRE(bastion::test::wait_until([&] {
+    return spin_yields_of(rt) > yields_before || contended_spins_of(rt) > contended_before;
+  }));
   std::atomic<bool> stop{false};
   std::atomic<int> rival_pinned{-1}; // -1 not yet, 0 failed, 1 on the worker's CPU
   std::thread rival([&] {
@@ -196,12 +196,17 @@ TEST_CASE("a spinning worker whose yield gives its CPU to another thread parks",
     CHECK(std::move(h).join() == 2);
     return;
   }
-  const bool handed_over = bastion::test::wait_until([&] { return contended_spins_of(rt) > 0; });
-  const bool parked = bastion::test::wait_until([&] { return parks_of(rt) > parks_before; });
+  const bool handed_over =
+      bastion::test::wait_until([&] { return contended_spins_of(rt) > contended_before; });
+  // Parked, not spinning on: no more yields while the rival keeps the CPU (a worker that
+  // yielded on would get the CPU back every scheduler slice and yield again).
+  const auto yields_then = spin_yields_of(rt);
+  std::this_thread::sleep_for(50ms);
+  const auto yields_later = spin_yields_of(rt);
   stop = true;
   rival.join();
   CHECK(handed_over);
-  CHECK(parked);
+  CHECK(yields_later == yields_then);
   REQUIRE(round_trip(peer, 'b')); // a parked worker is woken by the socket as before
   CHECK(std::move(h).join() == 2);
 }
