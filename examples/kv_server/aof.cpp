@@ -17,6 +17,14 @@ namespace {
   throw std::system_error(errno, std::generic_category(), std::string(what) + " " + p.string());
 }
 
+/// throw_errno for a call on `fd` that failed, closing `fd` first (errno kept).
+[[noreturn]] void close_and_throw(int fd, const char* what, const std::filesystem::path& p) {
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  throw_errno(what, p);
+}
+
 void write_all(int fd, const char* data, std::size_t n, const std::filesystem::path& p) {
   while (n > 0) {
     const ssize_t w = ::write(fd, data, n);
@@ -53,10 +61,7 @@ void aof_log::open_locked() {
   }
   const off_t end = ::lseek(fd, 0, SEEK_END);
   if (end < 0) {
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    throw_errno("lseek", path_);
+    close_and_throw(fd, "lseek", path_);
   }
   if (fd_ >= 0) {
     ::close(fd_);
@@ -64,7 +69,7 @@ void aof_log::open_locked() {
   fd_ = fd;
   end_ = static_cast<std::uint64_t>(end);
   // What the file held before is not ours to write back; drops start from its last page.
-  writeback_to_ = end_ / page_bytes * page_bytes;
+  writeback_to_ = page_floor(end_);
   dropped_to_ = writeback_to_;
 }
 
@@ -84,7 +89,7 @@ void aof_log::release_written_locked() {
         POSIX_FADV_DONTNEED);
     dropped_to_ = writeback_to_;
   }
-  const std::uint64_t full = end_ / page_bytes * page_bytes;
+  const std::uint64_t full = page_floor(end_);
   if (full > writeback_to_) {
     (void)::sync_file_range(
         fd_,
@@ -186,10 +191,7 @@ std::string aof_log::load() {
       if (errno == EINTR) {
         continue;
       }
-      const int err = errno;
-      ::close(fd);
-      errno = err;
-      throw_errno("read", path_);
+      close_and_throw(fd, "read", path_);
     }
     if (r == 0) {
       break;
@@ -209,7 +211,7 @@ void aof_log::truncate(std::uint64_t bytes) {
     throw_errno("ftruncate", path_);
   }
   end_ = bytes;
-  writeback_to_ = std::min(writeback_to_, bytes / page_bytes * page_bytes);
+  writeback_to_ = std::min(writeback_to_, page_floor(bytes));
   dropped_to_ = std::min(dropped_to_, writeback_to_);
 }
 

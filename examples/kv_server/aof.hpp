@@ -83,6 +83,10 @@ private:
   void release_written_locked(); // @pre file_mu_ held
 
   static constexpr std::uint64_t page_bytes = 4096; ///< granularity of the page-cache hints
+  /// `offset` rounded down to a page_bytes boundary.
+  static constexpr std::uint64_t page_floor(std::uint64_t offset) noexcept {
+    return offset / page_bytes * page_bytes;
+  }
 
   const std::filesystem::path path_;
   const bool enabled_;
