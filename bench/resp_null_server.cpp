@@ -30,16 +30,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
 namespace {
 
-/// Incremental framing of one connection's requests: feed() consumes bytes and counts the
+/// Incremental framing of one connection's requests: feed() consumes bytes and answers the
 /// complete requests, remembering a partial one across reads.
-class request_counter {
+class request_framer {
 public:
   /// Consumes `in`; appends one reply per complete request to `out`. Returns false on a
   /// frame that is not an array of bulk strings (the caller closes the connection).
@@ -167,7 +166,7 @@ int main(int argc, char** argv) {
   lev.data.fd = listener;
   ::epoll_ctl(ep, EPOLL_CTL_ADD, listener, &lev);
 
-  std::unordered_map<int, std::unique_ptr<request_counter>> conns;
+  std::unordered_map<int, request_framer> conns;
   std::array<epoll_event, 256> events{};
   static std::array<char, 1 << 16> in;
   std::string out;
@@ -193,11 +192,11 @@ int main(int argc, char** argv) {
           cev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
           cev.data.fd = c;
           ::epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
-          conns.emplace(c, std::make_unique<request_counter>());
+          conns.try_emplace(c);
         }
         continue;
       }
-      auto& counter = *conns.at(fd);
+      auto& framer = conns.at(fd);
       bool open = true;
       for (;;) { // edge-triggered: read until the socket is drained
         const ssize_t r = ::recv(fd, in.data(), in.size(), 0);
@@ -208,7 +207,7 @@ int main(int argc, char** argv) {
           break;
         }
         out.clear();
-        if (r <= 0 || !counter.feed({in.data(), static_cast<std::size_t>(r)}, out)
+        if (r <= 0 || !framer.feed({in.data(), static_cast<std::size_t>(r)}, out)
             || !send_all(fd, out)) {
           open = false; // peer closed, reset or sent garbage
           break;
