@@ -3,6 +3,7 @@
 // socket may outlive its runtime.
 #include <bastion/executor/runtime.hpp>
 #include <bastion/executor/spawn.hpp>
+#include <bastion/executor/topology.hpp>
 #include <bastion/io/tcp.hpp>
 #include <bastion/lightproc/errors.hpp>
 
@@ -11,8 +12,6 @@
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
-#include <pthread.h>
-#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -179,11 +178,18 @@ TEST_CASE("a spinning worker whose yield gives its CPU to another thread parks",
   }));
   std::atomic<bool> stop{false};
   std::atomic<int> rival_pinned{-1}; // -1 not yet, 0 failed, 1 on the worker's CPU
+  // The rival pins itself the way the runtime pinned the worker (topology's placement of
+  // the same PU).
+  const auto host = bastion::topology::host();
+  std::optional<bastion::worker_placement> same_pu;
+  for (const auto& p : host.place(host.pu_count())) {
+    if (p.pu_os == placed.pu_os) {
+      same_pu = p;
+    }
+  }
+  REQUIRE(same_pu.has_value());
   std::thread rival([&] {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(placed.pu_os, &set);
-    const bool ok = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+    const bool ok = host.pin_current_thread(*same_pu);
     rival_pinned = ok ? 1 : 0;
     while (ok && !stop.load(std::memory_order_relaxed)) {
     }
